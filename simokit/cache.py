@@ -1,0 +1,41 @@
+"""Where simokit keeps generated data, trained checkpoints and other cached artefacts."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+
+def cache_root() -> Path:
+    """Return the cache directory: $SIMOKIT_CACHE, else ~/.cache/simokit (created on demand)."""
+    root = Path(os.environ.get("SIMOKIT_CACHE", Path.home() / ".cache" / "simokit")).expanduser()
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def config_key(obj: Any, length: int = 16) -> str:
+    """Return a short stable hash of a JSON-serialisable object, used to name cache entries."""
+    blob = json.dumps(obj, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:length]
+
+
+@contextmanager
+def atomic_path(final: Path) -> Iterator[Path]:
+    """Yield a temporary path beside `final`; rename it onto `final` only if the block succeeds."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            tmp.unlink()

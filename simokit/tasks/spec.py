@@ -1,0 +1,56 @@
+"""What each dense task is: output channels, activation, target key and metric directions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from simokit.errors import ConfigError
+
+IGNORE_INDEX = 255
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """Static description of one dense prediction task.
+
+    `activation` is applied by the head after its last linear layer: "none" (logits),
+    "softplus" (positive metric depth), "normalize" (unit 3-vectors), "sigmoid" (values in [0, 1]).
+    `metrics` maps each reported metric to True when higher is better.
+    """
+
+    name: str
+    out_channels: int
+    activation: str
+    metrics: dict[str, bool]
+    primary: str
+
+    def with_classes(self, num_classes: int) -> TaskSpec:
+        """Return a copy whose output channel count is `num_classes` (segmentation only)."""
+        if self.name != "seg":
+            raise ConfigError(f"task '{self.name}' has a fixed channel count; only 'seg' takes classes")
+        return TaskSpec(self.name, num_classes, self.activation, self.metrics, self.primary)
+
+
+TASKS: dict[str, TaskSpec] = {
+    "seg": TaskSpec("seg", 11, "none", {"miou": True, "pix_acc": True}, "miou"),
+    "depth": TaskSpec(
+        "depth", 1, "softplus", {"abs_err": False, "abs_rel": False, "delta1": True}, "abs_err"
+    ),
+    "normal": TaskSpec(
+        "normal",
+        3,
+        "normalize",
+        {"mean_angle": False, "median_angle": False, "within_11": True, "within_22": True, "within_30": True},
+        "mean_angle",
+    ),
+    "edge": TaskSpec("edge", 1, "sigmoid", {"l1": False}, "l1"),
+    "shading": TaskSpec("shading", 1, "sigmoid", {"l1": False}, "l1"),
+}
+
+
+def get_task(name: str) -> TaskSpec:
+    """Look a task up by name; unknown names raise ConfigError listing the valid ones."""
+    try:
+        return TASKS[name]
+    except KeyError:
+        raise ConfigError(f"unknown task '{name}'; choose from {', '.join(TASKS)}") from None
