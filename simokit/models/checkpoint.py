@@ -1,0 +1,174 @@
+"""simokit checkpoints: safetensors files holding an encoder, task heads and JSON metadata.
+
+Layout: `encoder.*` tensors (official DINOv2 key names), `head.*` for a single-task expert or
+`heads.<task>.*` for a merged multi-task model, and one metadata entry `simokit` with a JSON
+`CheckpointMeta`. Foreign base encoders (official `.pth`, Hugging Face safetensors) are read
+through `simokit.models.convert`, never unpickled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from simokit import __version__
+from simokit.cache import atomic_path
+from simokit.errors import CheckpointError
+
+META_KEY = "simokit"
+KINDS = ("base", "expert", "merged")
+
+
+@dataclass(frozen=True)
+class CheckpointMeta:
+    """What a checkpoint holds and where it came from; stored as JSON inside the file."""
+
+    kind: str
+    encoder: dict[str, Any]
+    heads: dict[str, dict[str, Any]] = field(default_factory=dict)
+    classes: tuple[str, ...] = ()
+    input_size: tuple[int, int] = (224, 224)
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    base_hash: str = ""
+    simokit_version: str = __version__
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        """Task names in head order."""
+        return tuple(self.heads)
+
+    def to_json(self) -> str:
+        """Serialise to JSON."""
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str, where: str) -> CheckpointMeta:
+        """Parse JSON written by `to_json`; malformed metadata raises CheckpointError naming `where`."""
+        try:
+            raw = json.loads(text)
+            raw["classes"] = tuple(raw.get("classes", ()))
+            raw["input_size"] = tuple(raw.get("input_size", (224, 224)))
+            raw["mean"] = tuple(raw.get("mean", cls.mean))
+            raw["std"] = tuple(raw.get("std", cls.std))
+            meta = cls(**raw)
+        except (json.JSONDecodeError, TypeError, KeyError) as exc:
+            raise CheckpointError(f"{where}: malformed simokit metadata ({exc})") from None
+        if meta.kind not in KINDS:
+            raise CheckpointError(f"{where}: unknown checkpoint kind '{meta.kind}'")
+        return meta
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint: metadata, encoder state dict and one state dict per task head."""
+
+    path: Path
+    meta: CheckpointMeta
+    encoder: dict[str, Tensor]
+    heads: dict[str, dict[str, Tensor]]
+
+
+def state_hash(state: dict[str, Tensor]) -> str:
+    """Return a SHA-256 over keys, dtypes, shapes and bytes of a state dict (order-independent)."""
+    h = hashlib.sha256()
+    for key in sorted(state):
+        t = state[key].detach().cpu().contiguous()
+        h.update(f"{key}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def save_checkpoint(
+    path: str | Path,
+    meta: CheckpointMeta,
+    encoder: dict[str, Tensor],
+    heads: dict[str, dict[str, Tensor]] | None = None,
+) -> Path:
+    """Write a checkpoint atomically; an expert (one head) uses `head.*`, a merged model `heads.<task>.*`."""
+    from safetensors.torch import save_file
+
+    heads = heads or {}
+    if set(heads) != set(meta.heads):
+        raise CheckpointError(f"{path}: head tensors {sorted(heads)} differ from metadata {sorted(meta.heads)}")
+    tensors: dict[str, Tensor] = {f"encoder.{k}": v for k, v in encoder.items()}
+    for task, sd in heads.items():
+        prefix = "head." if meta.kind == "expert" else f"heads.{task}."
+        tensors.update({prefix + k: v for k, v in sd.items()})
+    tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    final = Path(path)
+    with atomic_path(final) as tmp:
+        save_file(tensors, str(tmp), metadata={META_KEY: meta.to_json()})
+    return final
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    """Read a simokit checkpoint; missing, corrupt or foreign files raise CheckpointError naming the file."""
+    from safetensors import safe_open
+
+    p = Path(path)
+    if not p.is_file():
+        raise CheckpointError(f"checkpoint not found: {p}")
+    try:
+        with safe_open(str(p), framework="pt") as f:
+            raw_meta = (f.metadata() or {}).get(META_KEY)
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open has no __iter__
+    except Exception as exc:  # safetensors raises several private error types for damaged files
+        raise CheckpointError(f"{p}: not a readable safetensors file ({type(exc).__name__}: {exc})") from None
+    if raw_meta is None:
+        raise CheckpointError(f"{p}: no simokit metadata; write it with `simokit train` or load it as a base")
+    meta = CheckpointMeta.from_json(raw_meta, str(p))
+    encoder = {k[len("encoder.") :]: v for k, v in tensors.items() if k.startswith("encoder.")}
+    heads: dict[str, dict[str, Tensor]] = {t: {} for t in meta.heads}
+    for key, value in tensors.items():
+        if key.startswith("head.") and meta.kind == "expert" and len(meta.heads) == 1:
+            heads[next(iter(meta.heads))][key[len("head.") :]] = value
+        elif key.startswith("heads."):
+            task, _, rest = key[len("heads.") :].partition(".")
+            if task not in heads:
+                raise CheckpointError(f"{p}: tensor '{key}' belongs to task '{task}' missing from metadata")
+            heads[task][rest] = value
+    if not encoder:
+        raise CheckpointError(f"{p}: holds no encoder.* tensors")
+    return Checkpoint(p, meta, encoder, heads)
+
+
+def check_compatible(experts: list[Checkpoint], base: Checkpoint | None = None) -> None:
+    """Refuse experts that cannot be merged: other base, architecture, keys, shapes or dtypes."""
+    if not experts:
+        raise CheckpointError("no expert checkpoints given")
+    ref = base or experts[0]
+    ref_hash = ref.meta.base_hash if base is None else state_hash(base.encoder)
+    for ck in experts:
+        if ck.meta.kind != "expert":
+            raise CheckpointError(f"{ck.path}: is a '{ck.meta.kind}' checkpoint, expected an expert")
+        if ck.meta.encoder != ref.meta.encoder:
+            diff = sorted(k for k in ck.meta.encoder if ck.meta.encoder.get(k) != ref.meta.encoder.get(k))
+            raise CheckpointError(f"{ck.path}: encoder architecture differs from {ref.path} in {', '.join(diff)}")
+        if ck.meta.base_hash != ref_hash:
+            raise CheckpointError(
+                f"{ck.path}: fine-tuned from base {ck.meta.base_hash[:12]}, not {ref_hash[:12]} ({ref.path})"
+            )
+        _check_same_tensors(ck, ref)
+
+
+def _check_same_tensors(ck: Checkpoint, ref: Checkpoint) -> None:
+    missing = sorted(set(ref.encoder) - set(ck.encoder))
+    extra = sorted(set(ck.encoder) - set(ref.encoder))
+    if missing or extra:
+        what = f"missing {missing[:3]}" if missing else f"unexpected {extra[:3]}"
+        raise CheckpointError(f"{ck.path}: encoder keys differ from {ref.path}: {what}")
+    for key, tensor in ck.encoder.items():
+        other = ref.encoder[key]
+        if tensor.shape != other.shape or tensor.dtype != other.dtype:
+            raise CheckpointError(
+                f"{ck.path}: encoder.{key} is {tuple(tensor.shape)} {tensor.dtype}, "
+                f"{ref.path} has {tuple(other.shape)} {other.dtype}"
+            )

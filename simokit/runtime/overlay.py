@@ -1,0 +1,72 @@
+"""Turn task outputs into pictures: segmentation palette, depth colour map, normals as RGB, panels."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from simokit.errors import ShapeError
+
+# Turbo colour map control points (Google's Turbo, sampled at 9 points); interpolated linearly.
+_TURBO = np.array(
+    [
+        [48, 18, 59], [70, 107, 227], [40, 187, 236], [50, 241, 152], [164, 252, 60],
+        [237, 208, 58], [251, 128, 34], [213, 48, 8], [122, 4, 3],
+    ],
+    dtype=np.float32,
+)
+
+
+def colorize_seg(labels: np.ndarray, palette: np.ndarray) -> np.ndarray:
+    """(H, W) class ids -> (H, W, 3) uint8 RGB using `palette` (K, 3); ids >= K are black."""
+    lut = np.zeros((256, 3), dtype=np.uint8)
+    lut[: len(palette)] = palette
+    return lut[np.clip(labels, 0, 255).astype(np.uint8)]
+
+
+def colorize_depth(depth: np.ndarray, vmin: float | None = None, vmax: float | None = None) -> np.ndarray:
+    """(H, W) metres -> (H, W, 3) uint8 RGB, near = warm; inverse depth spreads near detail out."""
+    inv = 1.0 / np.maximum(depth.astype(np.float32), 1e-3)
+    lo = 1.0 / vmax if vmax else float(np.percentile(inv, 1))
+    hi = 1.0 / vmin if vmin else float(np.percentile(inv, 99))
+    t = np.clip((inv - lo) / max(hi - lo, 1e-6), 0.0, 1.0) * (len(_TURBO) - 1)
+    i0 = np.floor(t).astype(np.int64)
+    i1 = np.minimum(i0 + 1, len(_TURBO) - 1)
+    w = (t - i0)[..., None]
+    return ((1 - w) * _TURBO[i0] + w * _TURBO[i1]).astype(np.uint8)
+
+
+def normals_to_rgb(normals: np.ndarray) -> np.ndarray:
+    """(H, W, 3) or (3, H, W) unit vectors -> (H, W, 3) uint8, the usual (n + 1) / 2 mapping."""
+    if normals.ndim == 3 and normals.shape[0] == 3 and normals.shape[-1] != 3:
+        normals = normals.transpose(1, 2, 0)
+    if normals.ndim != 3 or normals.shape[-1] != 3:
+        raise ShapeError(f"normals: expected (H, W, 3) or (3, H, W), got {normals.shape}")
+    return np.clip((normals + 1.0) * 127.5, 0, 255).astype(np.uint8)
+
+
+def gray_to_rgb(values: np.ndarray) -> np.ndarray:
+    """(H, W) values in [0, 1] -> (H, W, 3) uint8 grey."""
+    g = np.clip(values * 255.0, 0, 255).astype(np.uint8)
+    return np.repeat(g[..., None], 3, axis=-1)
+
+
+def blend(image: np.ndarray, overlay: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """Alpha-blend two (H, W, 3) uint8 images."""
+    if image.shape != overlay.shape:
+        raise ShapeError(f"blend: image {image.shape} and overlay {overlay.shape} differ")
+    return ((1 - alpha) * image.astype(np.float32) + alpha * overlay.astype(np.float32)).astype(np.uint8)
+
+
+def panel(rows: list[list[np.ndarray]], gap: int = 2) -> np.ndarray:
+    """Tile a grid of (H, W, 3) uint8 images (same size) into one image with `gap`-pixel white lines."""
+    if not rows or not rows[0]:
+        raise ShapeError("panel: nothing to tile")
+    h, w, _ = rows[0][0].shape
+    cols = max(len(r) for r in rows)
+    out = np.full((len(rows) * (h + gap) - gap, cols * (w + gap) - gap, 3), 255, dtype=np.uint8)
+    for i, row in enumerate(rows):
+        for j, img in enumerate(row):
+            if img.shape != (h, w, 3):
+                raise ShapeError(f"panel: tile ({i}, {j}) is {img.shape}, expected {(h, w, 3)}")
+            out[i * (h + gap) : i * (h + gap) + h, j * (w + gap) : j * (w + gap) + w] = img
+    return out
