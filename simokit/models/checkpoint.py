@@ -97,7 +97,9 @@ def save_checkpoint(
 
     heads = heads or {}
     if set(heads) != set(meta.heads):
-        raise CheckpointError(f"{path}: head tensors {sorted(heads)} differ from metadata {sorted(meta.heads)}")
+        raise CheckpointError(
+            f"{path}: head tensors {sorted(heads)} differ from metadata {sorted(meta.heads)}"
+        )
     tensors: dict[str, Tensor] = {f"encoder.{k}": v for k, v in encoder.items()}
     for task, sd in heads.items():
         prefix = "head." if meta.kind == "expert" else f"heads.{task}."
@@ -151,7 +153,9 @@ def check_compatible(experts: list[Checkpoint], base: Checkpoint | None = None) 
             raise CheckpointError(f"{ck.path}: is a '{ck.meta.kind}' checkpoint, expected an expert")
         if ck.meta.encoder != ref.meta.encoder:
             diff = sorted(k for k in ck.meta.encoder if ck.meta.encoder.get(k) != ref.meta.encoder.get(k))
-            raise CheckpointError(f"{ck.path}: encoder architecture differs from {ref.path} in {', '.join(diff)}")
+            raise CheckpointError(
+                f"{ck.path}: encoder architecture differs from {ref.path} in {', '.join(diff)}"
+            )
         if ck.meta.base_hash != ref_hash:
             raise CheckpointError(
                 f"{ck.path}: fine-tuned from base {ck.meta.base_hash[:12]}, not {ref_hash[:12]} ({ref.path})"

@@ -19,13 +19,26 @@ from simokit.models.checkpoint import (
 
 def _encoder(seed: int, dim: int = 4) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
-    return {"blocks.0.attn.qkv.weight": torch.randn(3 * dim, dim, generator=g), "norm.weight": torch.ones(dim)}
+    return {
+        "blocks.0.attn.qkv.weight": torch.randn(3 * dim, dim, generator=g),
+        "norm.weight": torch.ones(dim),
+    }
 
 
-def _expert(tmp_path: Path, name: str, base_hash: str, encoder: dict[str, torch.Tensor],
-            arch: dict[str, int] | None = None) -> Path:
-    meta = CheckpointMeta(kind="expert", encoder=arch or {"embed_dim": 4, "depth": 1},
-                          heads={"seg": {"kind": "linear"}}, classes=("a", "b"), base_hash=base_hash)
+def _expert(
+    tmp_path: Path,
+    name: str,
+    base_hash: str,
+    encoder: dict[str, torch.Tensor],
+    arch: dict[str, int] | None = None,
+) -> Path:
+    meta = CheckpointMeta(
+        kind="expert",
+        encoder=arch or {"embed_dim": 4, "depth": 1},
+        heads={"seg": {"kind": "linear"}},
+        classes=("a", "b"),
+        base_hash=base_hash,
+    )
     head = {"conv.weight": torch.randn(2, 4, 1, 1), "conv.bias": torch.zeros(2)}
     return save_checkpoint(tmp_path / f"{name}.safetensors", meta, encoder, {"seg": head})
 
@@ -63,7 +76,7 @@ def test_missing_corrupt_and_foreign_files(tmp_path: Path) -> None:
     good = _expert(tmp_path, "seg", "abc", _encoder(0))
     corrupt = tmp_path / "corrupt.safetensors"
     corrupt.write_bytes(good.read_bytes()[:100])
-    with pytest.raises(CheckpointError, match="corrupt.safetensors: not a readable safetensors"):
+    with pytest.raises(CheckpointError, match=r"corrupt\.safetensors: not a readable safetensors"):
         load_checkpoint(corrupt)
     foreign = tmp_path / "foreign.safetensors"
     save_file({"x": torch.zeros(1)}, str(foreign))
@@ -76,7 +89,9 @@ def _load_all(*paths: Path) -> list[Checkpoint]:
 
 
 def test_compatible_experts_pass(tmp_path: Path) -> None:
-    check_compatible(_load_all(_expert(tmp_path, "a", "h", _encoder(0)), _expert(tmp_path, "b", "h", _encoder(1))))
+    check_compatible(
+        _load_all(_expert(tmp_path, "a", "h", _encoder(0)), _expert(tmp_path, "b", "h", _encoder(1)))
+    )
 
 
 def test_other_base_is_refused_naming_the_expert(tmp_path: Path) -> None:
@@ -89,7 +104,7 @@ def test_other_base_is_refused_naming_the_expert(tmp_path: Path) -> None:
 def test_other_architecture_missing_key_and_dtype_are_refused(tmp_path: Path) -> None:
     a = _expert(tmp_path, "a", "h", _encoder(0))
     arch = _expert(tmp_path, "arch", "h", _encoder(1), arch={"embed_dim": 8, "depth": 1})
-    with pytest.raises(CheckpointError, match="arch.safetensors: encoder architecture differs .* embed_dim"):
+    with pytest.raises(CheckpointError, match=r"arch\.safetensors: encoder architecture differs .*embed_dim"):
         check_compatible(_load_all(a, arch))
     short = _encoder(1)
     del short["norm.weight"]
@@ -102,10 +117,13 @@ def test_other_architecture_missing_key_and_dtype_are_refused(tmp_path: Path) ->
 
 def test_base_given_explicitly_is_hashed(tmp_path: Path) -> None:
     base_enc = _encoder(7)
-    base = save_checkpoint(tmp_path / "base.safetensors", CheckpointMeta(kind="base", encoder={"embed_dim": 4, "depth": 1}),
-                           base_enc)
+    base = save_checkpoint(
+        tmp_path / "base.safetensors",
+        CheckpointMeta(kind="base", encoder={"embed_dim": 4, "depth": 1}),
+        base_enc,
+    )
     good = _expert(tmp_path, "good", state_hash(base_enc), _encoder(0))
     bad = _expert(tmp_path, "bad", "0" * 64, _encoder(0))
     check_compatible(_load_all(good), load_checkpoint(base))
-    with pytest.raises(CheckpointError, match="bad.safetensors"):
+    with pytest.raises(CheckpointError, match=r"bad\.safetensors"):
         check_compatible(_load_all(bad), load_checkpoint(base))
