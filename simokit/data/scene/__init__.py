@@ -1,0 +1,1 @@
+"""Internals of the procedural scene renderer: camera, primitives, materials, layouts, ray caster."""

@@ -1,0 +1,108 @@
+"""Torch conversions and augmentation for image batches and their dense targets."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import overload
+
+import numpy as np
+import torch
+
+from simokit.errors import ShapeError
+
+IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+# Layout of each target after targets_to_tensors: number of channels (None = no channel axis).
+_CHANNELS: dict[str, int | None] = {"seg": None, "depth": 1, "normal": 3, "edge": 1, "shading": 1}
+
+
+def to_tensor_batch(images: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """Convert uint8 RGB images (B, H, W, 3) to ImageNet-normalised float32 (B, 3, H, W)."""
+    x = torch.as_tensor(np.asarray(images) if not isinstance(images, torch.Tensor) else images)
+    if x.ndim != 4 or x.shape[-1] != 3:
+        raise ShapeError(f"images must be (B, H, W, 3) uint8 RGB; got shape {tuple(x.shape)}")
+    if x.dtype != torch.uint8:
+        raise ShapeError(f"images must be uint8 in 0..255; got {x.dtype} (multiply floats by 255 first)")
+    x = x.permute(0, 3, 1, 2).float().div_(255.0)
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+def targets_to_tensors(arrays: Mapping[str, np.ndarray | torch.Tensor | None]) -> dict[str, torch.Tensor]:
+    """Convert batched targets: seg (B, H, W) long; depth, edge, shading (B, 1, H, W); normal (B, 3, H, W).
+
+    Keys other than the five task keys (e.g. "image", "domain") and None values are skipped.
+    """
+    out: dict[str, torch.Tensor] = {}
+    for key, value in arrays.items():
+        if key not in _CHANNELS or value is None:
+            continue
+        t = value if isinstance(value, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(value))
+        channels = _CHANNELS[key]
+        if channels is None:
+            if t.ndim != 3:
+                raise ShapeError(f"target 'seg' must be (B, H, W); got shape {tuple(t.shape)}")
+            out[key] = t.long()
+            continue
+        if channels == 1 and t.ndim == 3:
+            t = t.unsqueeze(1)
+        elif t.ndim == 4 and t.shape[-1] == channels and t.shape[1] != channels:
+            t = t.permute(0, 3, 1, 2)
+        if t.ndim != 4 or t.shape[1] != channels:
+            raise ShapeError(
+                f"target '{key}' must be (B, H, W{', 3' if channels == 3 else ''}) or channels-first; "
+                f"got shape {tuple(t.shape)}"
+            )
+        out[key] = t.float().contiguous()
+    return out
+
+
+@overload
+def hflip(
+    batch: Mapping[str, torch.Tensor], targets: None = None, which: torch.Tensor | None = None
+) -> dict[str, torch.Tensor]: ...
+
+
+@overload
+def hflip(
+    batch: torch.Tensor, targets: Mapping[str, torch.Tensor], which: torch.Tensor | None = None
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]: ...
+
+
+def hflip(
+    batch: Mapping[str, torch.Tensor] | torch.Tensor,
+    targets: Mapping[str, torch.Tensor] | None = None,
+    which: torch.Tensor | None = None,
+) -> dict[str, torch.Tensor] | tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Mirror left-right: hflip({"image": x, task: y}) -> dict; hflip(images, targets) -> (images, targets).
+
+    Every tensor with >= 3 dims is flipped along its last (width) axis; "normal" (B, 3, H, W) also has
+    its x component negated, since mirroring reverses the camera's x axis. Lower-rank tensors pass through.
+    `which` (B,) bool limits the flip to some samples.
+    """
+    if isinstance(batch, torch.Tensor):
+        flipped = _flip_all({"image": batch, **(targets or {})}, which)
+        return flipped.pop("image"), flipped
+    return _flip_all(batch, which)
+
+
+def _flip_all(batch: Mapping[str, torch.Tensor], which: torch.Tensor | None) -> dict[str, torch.Tensor]:
+    """Flip every spatial tensor of `batch` (see hflip)."""
+    out: dict[str, torch.Tensor] = {}
+    for key, value in batch.items():
+        if value.ndim < 3:
+            out[key] = value
+            continue
+        flipped = value.flip(-1)
+        if key == "normal":
+            if value.ndim != 4 or value.shape[1] != 3:
+                raise ShapeError(f"'normal' must be (B, 3, H, W) to flip; got shape {tuple(value.shape)}")
+            sign = torch.tensor([-1.0, 1.0, 1.0], dtype=value.dtype, device=value.device).view(1, 3, 1, 1)
+            flipped = flipped * sign
+        if which is not None:
+            mask = which.to(device=value.device, dtype=torch.bool).view(-1, *([1] * (value.ndim - 1)))
+            flipped = torch.where(mask, flipped, value)
+        out[key] = flipped
+    return out
