@@ -81,7 +81,7 @@ class NormalMetric:
     def __init__(self) -> None:
         self.n = 0
         self.total = 0.0
-        self.hist = np.zeros(int(round(180.0 / _ANGLE_BIN)) + 1, dtype=np.int64)
+        self.hist = np.zeros(round(180.0 / _ANGLE_BIN) + 1, dtype=np.int64)
 
     def update(self, pred: np.ndarray, target: np.ndarray) -> None:
         """Add a batch: pred and target (B, 3, H, W); target pixels of zero length are skipped."""

@@ -1,0 +1,125 @@
+"""The `simokit` command line: one entry point, one sub-command per step of the pipeline."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from simokit import __version__
+from simokit.errors import SimokitError
+from simokit.train.config import PipelineConfig
+
+
+def _pipeline_config(args: argparse.Namespace) -> PipelineConfig:
+    from simokit.config import apply_overrides, from_dict, load_yaml
+
+    data = load_yaml(args.config) if args.config else {}
+    return from_dict(PipelineConfig, apply_overrides(data, args.set), where=str(args.config or "config"))
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Run the demo pipeline and print its table."""
+    from simokit.demo import format_table, run_demo
+
+    cfg = _pipeline_config(args)
+    result = run_demo(cfg, Path(args.out), progress=not args.quiet)
+    print(format_table(result.rows, result.experts))
+    print(f"\nreport:  {result.report}\nfigure:  {result.figure}\nwall time: {result.seconds:.1f} s")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train (or fetch from cache) the base encoder or one expert and print the checkpoint path."""
+    from simokit.tasks import get_task
+    from simokit.train.pipeline import ensure_base, ensure_expert, load_data
+
+    cfg = _pipeline_config(args)
+    if args.what == "expert":
+        if not args.task:
+            raise SimokitError("train expert needs --task (one of seg, depth, normal, edge, shading)")
+        get_task(args.task)
+    splits = load_data(cfg, progress=not args.quiet)
+    if args.what == "base":
+        path = ensure_base(cfg, splits, progress=not args.quiet)
+    else:
+        path = ensure_expert(cfg, args.task, splits, progress=not args.quiet)
+    print(path)
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Evaluate a checkpoint on the embedded validation scenes and print its metrics."""
+    from simokit.tasks.evaluate import evaluate
+    from simokit.train.pipeline import load_data, load_model
+
+    cfg = _pipeline_config(args)
+    model = load_model(Path(args.checkpoint))
+    splits = load_data(cfg, progress=not args.quiet)
+    metrics = evaluate(model, splits.val, tuple(model.heads), cfg.eval_batch, progress=not args.quiet)
+    for task, values in metrics.items():
+        print(task + ": " + ", ".join(f"{k} {v:.4f}" for k, v in values.items()))
+    return 0
+
+
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="YAML recipe (default: the built-in demo recipe, see configs/demo.yaml)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a recipe value, e.g. --set experts.stage2.lr=5e-4 (repeatable)",
+    )
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every sub-command."""
+    parser = argparse.ArgumentParser(
+        prog="simokit", description="Merge task experts into one deployable engine."
+    )
+    parser.add_argument("--version", action="version", version=f"simokit {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("demo", help="run the pipeline on the embedded benchmark")
+    _add_config_args(p)
+    p.add_argument(
+        "--out", default="simokit-demo", help="where report.md and figures go (default: %(default)s)"
+    )
+    p.set_defaults(func=cmd_demo, parser=p)
+
+    p = sub.add_parser("train", help="pre-train the base encoder or fine-tune an expert (cached)")
+    p.add_argument("what", choices=["base", "expert"])
+    p.add_argument("--task", help="expert task: seg, depth, normal, edge or shading")
+    _add_config_args(p)
+    p.set_defaults(func=cmd_train, parser=p)
+
+    p = sub.add_parser("eval", help="evaluate a checkpoint on the embedded validation scenes")
+    p.add_argument("checkpoint", help="simokit .safetensors checkpoint (expert or merged)")
+    _add_config_args(p)
+    p.set_defaults(func=cmd_eval, parser=p)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: parse, run, and turn user errors into one line and a non-zero exit code."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        # Report unknown options with the sub-command's usage, which is the one the user needs.
+        args.parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except SimokitError as exc:
+        print(f"simokit {args.command}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"simokit {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

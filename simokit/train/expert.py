@@ -1,0 +1,60 @@
+"""Two-stage expert fine-tuning as in the SIMO paper.
+
+Stage 1 trains a freshly initialised head on the frozen base encoder (linear probing); stage 2
+fine-tunes head and encoder together. Stage 2's learning rate and length set how far the expert
+drifts from the base, which is what makes naive merging misalign (see FIELD_NOTES).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import Tensor
+
+from simokit.data import SceneArrays
+from simokit.models import DinoVisionTransformer, HeadConfig, MultiTaskModel, build_head
+from simokit.tasks import get_task
+from simokit.tasks.losses import task_loss
+from simokit.train.config import ExpertConfig
+from simokit.train.loop import batches, run_stage
+
+
+def head_config(task: str, cfg: ExpertConfig) -> HeadConfig:
+    """The head configuration an expert for `task` is trained with."""
+    spec = get_task(task)
+    return HeadConfig(
+        kind=cfg.head.kind,
+        out_channels=spec.out_channels,
+        activation=spec.activation,
+        layers=cfg.head.layers,
+        use_cls=cfg.head.use_cls,
+        batch_norm=cfg.head.batch_norm,
+    )
+
+
+def train_expert(
+    task: str, base: DinoVisionTransformer, cfg: ExpertConfig, data: SceneArrays, progress: bool = True
+) -> tuple[MultiTaskModel, dict[str, list[float]]]:
+    """Fine-tune a copy of `base` with a new `task` head; returns the expert and both loss histories."""
+    seed = cfg.seed + sum(task.encode())
+    torch.manual_seed(seed)
+    encoder = copy.deepcopy(base)
+    head = build_head(head_config(task, cfg), encoder.embed_dim)
+    model = MultiTaskModel(encoder, {task: head})
+    stream = batches(data, cfg.batch, (task,), seed)
+
+    def step(_: int) -> Tensor:
+        images, targets = next(stream)
+        pred = model(images)[task]
+        return task_loss(task, pred, targets[task])
+
+    encoder.requires_grad_(False)
+    encoder.eval()
+    head.train()
+    stage1 = run_stage(head.parameters(), cfg.stage1, step, f"{task}: stage 1 (head)", progress)
+    encoder.requires_grad_(True)
+    encoder.train()
+    stage2 = run_stage(model.parameters(), cfg.stage2, step, f"{task}: stage 2 (joint)", progress)
+    model.eval()
+    return model, {"stage1": stage1, "stage2": stage2}

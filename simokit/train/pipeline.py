@@ -1,0 +1,135 @@
+"""Cached steps from nothing to experts: render data, pre-train the base, fine-tune each expert.
+
+Each artefact lives under the cache directory at a path keyed by the hash of every setting that
+produced it, so re-running with the same recipe loads instead of retraining, and changing one
+setting retrains only what depends on it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from simokit.cache import cache_root, config_key
+from simokit.config import to_dict
+from simokit.data import CLASS_NAMES, SceneArrays, load_scenes
+from simokit.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from simokit.models import DinoVisionTransformer, MultiTaskModel, build_encoder, build_head
+from simokit.models.checkpoint import CheckpointMeta, load_checkpoint, save_checkpoint, state_hash
+from simokit.models.heads import HeadConfig
+from simokit.tasks.evaluate import evaluate
+from simokit.train.base import pretrain_base
+from simokit.train.config import PipelineConfig
+from simokit.train.expert import head_config, train_expert
+
+
+@dataclass
+class Splits:
+    """Rendered train and validation scenes."""
+
+    train: SceneArrays
+    val: SceneArrays
+
+
+def load_data(cfg: PipelineConfig, progress: bool = True) -> Splits:
+    """Render (or read from cache) the train and validation splits."""
+    d = cfg.data
+    train = load_scenes("train", d.train, d.size, d.domains, d.seed, progress=progress)
+    val = load_scenes("val", d.val, d.size, d.domains, d.seed, progress=progress)
+    return Splits(train, val)
+
+
+def base_path(cfg: PipelineConfig) -> Path:
+    """Cache path of the base encoder trained with `cfg`."""
+    key = config_key({"data": to_dict(cfg.data), "base": to_dict(cfg.base)})
+    return cache_root() / "runs" / key / "base.safetensors"
+
+
+def expert_path(cfg: PipelineConfig, task: str) -> Path:
+    """Cache path of the `task` expert trained with `cfg` (keyed by its base too)."""
+    key = config_key({"base": str(base_path(cfg)), "experts": to_dict(cfg.experts), "task": task})
+    return base_path(cfg).parent / f"expert-{task}-{key[:8]}.safetensors"
+
+
+def _meta(
+    kind: str,
+    encoder: DinoVisionTransformer,
+    heads: dict[str, HeadConfig],
+    cfg: PipelineConfig,
+    base_hash: str,
+    extra: dict[str, object],
+) -> CheckpointMeta:
+    return CheckpointMeta(
+        kind=kind,
+        encoder=encoder.config.to_dict(),
+        heads={t: h.to_dict() for t, h in heads.items()},
+        classes=CLASS_NAMES,
+        input_size=(cfg.data.size, cfg.data.size),
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        base_hash=base_hash,
+        extra=extra,
+    )
+
+
+def ensure_base(cfg: PipelineConfig, splits: Splits, progress: bool = True) -> Path:
+    """Return the base checkpoint path, pre-training it first if it is not cached."""
+    path = base_path(cfg)
+    if path.is_file():
+        return path
+    t0 = time.perf_counter()
+    encoder, history = pretrain_base(cfg.base, splits.train, progress)
+    sd = encoder.state_dict()
+    extra = {"recipe": to_dict(cfg.base), "final_loss": history[-1], "seconds": time.perf_counter() - t0}
+    return save_checkpoint(path, _meta("base", encoder, {}, cfg, state_hash(sd), extra), sd)
+
+
+def load_encoder(path: Path) -> tuple[DinoVisionTransformer, str]:
+    """Load the encoder of a simokit checkpoint; returns it with its own state hash."""
+    ck = load_checkpoint(path)
+    from simokit.models import VitConfig
+
+    encoder = build_encoder(VitConfig.from_dict(ck.meta.encoder))
+    encoder.load_state_dict(ck.encoder, strict=True)
+    encoder.eval()
+    return encoder, state_hash(ck.encoder)
+
+
+def ensure_expert(cfg: PipelineConfig, task: str, splits: Splits, progress: bool = True) -> Path:
+    """Return the `task` expert checkpoint path, fine-tuning it first if it is not cached."""
+    path = expert_path(cfg, task)
+    if path.is_file():
+        return path
+    base, base_hash = load_encoder(ensure_base(cfg, splits, progress))
+    t0 = time.perf_counter()
+    model, history = train_expert(task, base, cfg.experts, splits.train, progress)
+    seconds = time.perf_counter() - t0
+    metrics = evaluate(model, splits.val, (task,), cfg.eval_batch)
+    extra = {
+        "recipe": to_dict(cfg.experts),
+        "stage1_final_loss": history["stage1"][-1],
+        "stage2_final_loss": history["stage2"][-1],
+        "seconds": seconds,
+        "val_metrics": metrics[task],
+    }
+    hcfg = head_config(task, cfg.experts)
+    meta = _meta("expert", model.encoder, {task: hcfg}, cfg, base_hash, extra)
+    return save_checkpoint(path, meta, model.encoder.state_dict(), {task: model.heads[task].state_dict()})
+
+
+def load_model(path: Path) -> MultiTaskModel:
+    """Build a MultiTaskModel (encoder + every head) from a simokit checkpoint."""
+    from simokit.models import VitConfig
+
+    ck = load_checkpoint(path)
+    encoder = build_encoder(VitConfig.from_dict(ck.meta.encoder))
+    encoder.load_state_dict(ck.encoder, strict=True)
+    heads = {}
+    for task, hdict in ck.meta.heads.items():
+        head = build_head(HeadConfig.from_dict(hdict), encoder.embed_dim)
+        head.load_state_dict(ck.heads[task], strict=True)
+        heads[task] = head
+    model = MultiTaskModel(encoder, heads)
+    model.eval()
+    return model

@@ -1,0 +1,78 @@
+"""The command line end to end on a tiny recipe, and its one-line errors."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from simokit.cli import main
+
+TINY = [
+    "data.size=56",
+    "data.train=24",
+    "data.val=8",
+    "base.encoder=vitnano14",
+    "base.steps=3",
+    "base.batch=8",
+    "base.warmup=1",
+    "experts.tasks=[seg, depth, normal]",
+    "experts.batch=8",
+    "experts.stage1.steps=2",
+    "experts.stage1.warmup=1",
+    "experts.stage2.steps=2",
+    "experts.stage2.warmup=1",
+    "eval_batch=8",
+]
+
+
+def _sets() -> list[str]:
+    return [a for kv in TINY for a in ("--set", kv)]
+
+
+@pytest.fixture()
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("SIMOKIT_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def test_demo_end_to_end_then_cached(cache: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "demo"
+    assert main(["demo", "-q", "--out", str(out), *_sets()]) == 0
+    text = capsys.readouterr().out
+    assert "| experts |" in text and "| zeroshot |" in text
+    assert (out / "report.md").read_text().count("| zeroshot |") == 1
+    assert (out / "predictions.png").stat().st_size > 1000
+    checkpoints = sorted(p.name for p in cache.rglob("*.safetensors"))
+    assert len(checkpoints) == 4 and "base.safetensors" in checkpoints
+    stamps = {p: p.stat().st_mtime_ns for p in cache.rglob("*.safetensors")}
+    assert main(["demo", "-q", "--out", str(out), *_sets()]) == 0  # second run: everything from cache
+    assert {p: p.stat().st_mtime_ns for p in cache.rglob("*.safetensors")} == stamps
+
+
+def test_train_expert_and_eval(cache: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "expert", "--task", "depth", "-q", *_sets()]) == 0
+    path = capsys.readouterr().out.strip().splitlines()[-1]
+    assert path.endswith(".safetensors") and Path(path).is_file()
+    assert main(["eval", path, "-q", *_sets()]) == 0
+    assert "depth: abs_err" in capsys.readouterr().out
+
+
+def test_user_errors_are_one_line_and_nonzero(
+    cache: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["demo", "--config", str(tmp_path / "missing.yaml")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("simokit demo: error: config file not found") and "\n" not in err
+    assert main(["eval", str(tmp_path / "none.safetensors"), *_sets()]) == 2
+    assert "checkpoint not found" in capsys.readouterr().err
+    assert main(["train", "expert", "--task", "colour", *_sets()]) == 2
+    assert "unknown task 'colour'" in capsys.readouterr().err
+
+
+def test_bad_arguments_give_usage_not_traceback() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "simokit.cli", "demo", "--bogus"], capture_output=True, text=True
+    )
+    assert proc.returncode == 2
+    assert "usage: simokit demo" in proc.stderr and "Traceback" not in proc.stderr
