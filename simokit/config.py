@@ -102,7 +102,9 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
         except (TypeError, ValueError):
             pass
         raise ConfigError(f"{where}: expected a number, got {value!r}")
-    if hint in (int, str, bool) and not (isinstance(value, hint) and not (hint is int and isinstance(value, bool))):
+    if hint in (int, str, bool) and not (
+        isinstance(value, hint) and not (hint is int and isinstance(value, bool))
+    ):
         raise ConfigError(f"{where}: expected {hint.__name__}, got {value!r}")
     return value
 

@@ -9,8 +9,15 @@ from simokit.errors import ShapeError
 # Turbo colour map control points (Google's Turbo, sampled at 9 points); interpolated linearly.
 _TURBO = np.array(
     [
-        [48, 18, 59], [70, 107, 227], [40, 187, 236], [50, 241, 152], [164, 252, 60],
-        [237, 208, 58], [251, 128, 34], [213, 48, 8], [122, 4, 3],
+        [48, 18, 59],
+        [70, 107, 227],
+        [40, 187, 236],
+        [50, 241, 152],
+        [164, 252, 60],
+        [237, 208, 58],
+        [251, 128, 34],
+        [213, 48, 8],
+        [122, 4, 3],
     ],
     dtype=np.float32,
 )
