@@ -1,0 +1,1 @@
+"""Built-in merge methods, one module each; `registry` imports them, which runs their @register."""
