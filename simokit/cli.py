@@ -9,24 +9,26 @@ from pathlib import Path
 
 from simokit import __version__
 from simokit.errors import SimokitError
-from simokit.train.config import PipelineConfig
+from simokit.recipe import PipelineConfig
 
 
 def _pipeline_config(args: argparse.Namespace) -> PipelineConfig:
     from simokit.config import apply_overrides, from_dict, load_yaml
 
-    data = load_yaml(args.config) if args.config else {}
-    return from_dict(PipelineConfig, apply_overrides(data, args.set), where=str(args.config or "config"))
+    path = getattr(args, "config_file", None) or args.config
+    data = load_yaml(path) if path else {}
+    return from_dict(PipelineConfig, apply_overrides(data, args.set), where=str(path or "config"))
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Run the demo pipeline and print its table."""
-    from simokit.demo import format_table, run_demo
+    from simokit.demo import run_demo
 
     cfg = _pipeline_config(args)
     result = run_demo(cfg, Path(args.out), progress=not args.quiet)
-    print(format_table(result.rows, result.experts))
-    print(f"\nreport:  {result.report}\nfigure:  {result.figure}\nwall time: {result.seconds:.1f} s")
+    print(result.table)
+    print(f"\nreport:  {result.report}\nmerge:   {result.merge.report}\nmodel:   {result.merge.checkpoint}")
+    print("wall time: " + ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items()))
     return 0
 
 
@@ -46,6 +48,27 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         path = ensure_expert(cfg, args.task, splits, progress=not args.quiet)
     print(path)
+    return 0
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    """Merge the experts (given, or the recipe's cached ones), select, re-align, report."""
+    from simokit.merge.report import table
+    from simokit.merge.workflow import merge_and_report
+    from simokit.train.pipeline import ensure_base, ensure_expert, load_data
+
+    cfg = _pipeline_config(args)
+    if bool(args.base) != bool(args.experts):
+        raise SimokitError("give both --base and --experts, or neither (then the recipe's experts are used)")
+    splits = load_data(cfg, progress=not args.quiet, merge=True)
+    if args.base:
+        base, experts = Path(args.base), [Path(p) for p in args.experts]
+    else:
+        base = ensure_base(cfg, splits, progress=not args.quiet)
+        experts = [ensure_expert(cfg, t, splits, progress=not args.quiet) for t in cfg.experts.tasks]
+    out = merge_and_report(cfg.merge, base, experts, splits, Path(args.out), cfg.eval_batch, not args.quiet)
+    print(table(out.result.rows, out.result.expert_test))
+    print(f"\nmerged checkpoint: {out.checkpoint}\nreport: {out.report}")
     return 0
 
 
@@ -95,6 +118,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", help="expert task: seg, depth, normal, edge or shading")
     _add_config_args(p)
     p.set_defaults(func=cmd_train, parser=p)
+
+    p = sub.add_parser("merge", help="merge experts, select, re-align; write checkpoint and report")
+    p.add_argument("config_file", nargs="?", help="YAML recipe (same as --config)")
+    p.add_argument("--base", help="base checkpoint (.safetensors); default: the recipe's cached base")
+    p.add_argument("--experts", nargs="+", help="expert checkpoints, one per task")
+    p.add_argument("--out", default="simokit-merge", help="output directory (default: %(default)s)")
+    _add_config_args(p)
+    p.set_defaults(func=cmd_merge, parser=p)
 
     p = sub.add_parser("eval", help="evaluate a checkpoint on the embedded validation scenes")
     p.add_argument("checkpoint", help="simokit .safetensors checkpoint (expert or merged)")

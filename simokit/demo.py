@@ -1,141 +1,125 @@
 """`simokit demo`: the whole pipeline on the embedded benchmark, from nothing to a report.
 
-This first version renders the scenes, pre-trains the base, fine-tunes one expert per task and
-compares each expert with the zero-shot model (base encoder + the experts' heads), the lower
-bound every merge has to beat.
+It renders the scenes, pre-trains the base, fine-tunes one expert per task, then merges them
+(task arithmetic and TIES, hyper-parameters picked by evaluation and by TAP), re-aligns the merged
+encoder to each head by least squares and reports everything on the held-out test split: the
+paper's collapse-and-recovery picture on data made here.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from simokit.cache import atomic_path
-from simokit.data import PALETTE
+from simokit.data import PALETTE, SceneArrays, to_tensor_batch
+from simokit.merge.report import table
+from simokit.merge.workflow import MergeOutputs, merge_and_report
 from simokit.models import MultiTaskModel
+from simokit.recipe import PipelineConfig
 from simokit.runtime.overlay import colorize_depth, colorize_seg, gray_to_rgb, normals_to_rgb, panel
-from simokit.tasks.evaluate import evaluate
-from simokit.tasks.score import Metrics, normalized_score, task_scores
-from simokit.train.config import PipelineConfig
-from simokit.train.pipeline import Splits, ensure_base, ensure_expert, load_data, load_encoder, load_model
+from simokit.train.pipeline import ensure_base, ensure_expert, load_data, load_encoder, load_model
 
 
 @dataclass
 class DemoResult:
-    """Metrics of each row of the demo table and where its files went."""
+    """What the demo produced and how long each stage took."""
 
-    rows: dict[str, Metrics]
-    experts: Metrics
+    merge: MergeOutputs
     report: Path
     figure: Path
-    seconds: float
+    seconds: dict[str, float] = field(default_factory=dict)
 
-
-def zeroshot_model(base_path: Path, experts: dict[str, MultiTaskModel]) -> MultiTaskModel:
-    """Base encoder with every expert's head: what merging with alpha = 0 gives."""
-    encoder, _ = load_encoder(base_path)
-    return MultiTaskModel(encoder, {t: m.heads[t] for t, m in experts.items()})
+    @property
+    def table(self) -> str:
+        """The merge table (experts, zero-shot, merges with and without re-alignment)."""
+        return table(self.merge.result.rows, self.merge.result.expert_test)
 
 
 def run_demo(cfg: PipelineConfig, out: Path, progress: bool = True) -> DemoResult:
-    """Run the demo pipeline with `cfg`, write report.md and predictions.png under `out`."""
+    """Run the demo pipeline with `cfg`; write report.md, merge_report.md and figures under `out`."""
+    seconds: dict[str, float] = {}
     t0 = time.perf_counter()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
-    splits = load_data(cfg, progress)
+    splits = load_data(cfg, progress, merge=True)
+    seconds["data"] = time.perf_counter() - t0
     base = ensure_base(cfg, splits, progress)
-    tasks = cfg.experts.tasks
-    experts = {t: load_model(ensure_expert(cfg, t, splits, progress)) for t in tasks}
-    expert_metrics: Metrics = {}
-    for task, model in experts.items():
-        expert_metrics.update(evaluate(model, splits.val, (task,), cfg.eval_batch))
-    zeroshot = zeroshot_model(base, experts)
-    rows = {"experts": expert_metrics, "zeroshot": evaluate(zeroshot, splits.val, tasks, cfg.eval_batch)}
-    out.mkdir(parents=True, exist_ok=True)
-    figure = write_figure(out / "predictions.png", splits, experts, zeroshot)
-    seconds = time.perf_counter() - t0
-    report = write_report(out / "report.md", cfg, rows, expert_metrics, seconds, figure.name)
-    return DemoResult(rows, expert_metrics, report, figure, seconds)
+    seconds["base"] = time.perf_counter() - t0 - sum(seconds.values())
+    expert_paths = [ensure_expert(cfg, t, splits, progress) for t in cfg.experts.tasks]
+    seconds["experts"] = time.perf_counter() - t0 - sum(seconds.values())
+    merged = merge_and_report(cfg.merge, base, expert_paths, splits, out, cfg.eval_batch, progress)
+    seconds["merge"] = time.perf_counter() - t0 - sum(seconds.values())
+    experts = {t: load_model(p) for t, p in zip(cfg.experts.tasks, expert_paths, strict=True)}
+    models = _figure_models(base, experts, merged)
+    if splits.test is None:
+        raise RuntimeError("load_data(merge=True) returned no test split")
+    figure = write_figure(out / "predictions.png", splits.test, models)
+    seconds["total"] = time.perf_counter() - t0
+    result = DemoResult(merged, out / "report.md", figure, seconds)
+    write_report(result, cfg)
+    return result
 
 
-def format_table(rows: dict[str, Metrics], experts: Metrics) -> str:
-    """Markdown table: one row per model, primary metrics per task, normalised score."""
-    from simokit.tasks import get_task
-
-    tasks = list(experts)
-    header = ["model"]
-    for t in tasks:
-        header += [f"{t} {m}" for m in get_task(t).metrics]
-    header += ["norm. score"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for name, metrics in rows.items():
-        cells = [name]
-        for t in tasks:
-            cells += [
-                f"{metrics[t][m]:.3f}" if m.endswith(("err", "rel")) else f"{metrics[t][m]:.2f}"
-                for m in get_task(t).metrics
-            ]
-        per_task = task_scores(metrics, experts)
-        cells.append(
-            f"{normalized_score(metrics, experts):.3f} ("
-            + ", ".join(f"{t} {s:.2f}" for t, s in per_task.items())
-            + ")"
-        )
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+def _figure_models(
+    base: Path, experts: dict[str, MultiTaskModel], merged: MergeOutputs
+) -> dict[str, MultiTaskModel]:
+    heads = {t: m.heads[t] for t, m in experts.items()}
+    encoder, _ = load_encoder(base)
+    selected = merged.result.selected
+    if selected is None:
+        raise RuntimeError("the merge selected no model")
+    return {
+        "zero-shot": MultiTaskModel(encoder, heads).eval(),
+        "merged": MultiTaskModel(selected.encoder, heads).eval(),
+        "merged + re-align": selected,
+    }
 
 
-def write_report(
-    path: Path, cfg: PipelineConfig, rows: dict[str, Metrics], experts: Metrics, seconds: float, figure: str
-) -> Path:
+def write_report(result: DemoResult, cfg: PipelineConfig) -> Path:
     """Write the demo's markdown report atomically."""
     import yaml
 
     from simokit.config import to_dict
 
+    times = ", ".join(f"{k} {v:.0f} s" for k, v in result.seconds.items())
     text = (
         "# simokit demo\n\n"
-        f"Embedded benchmark: {cfg.data.val} validation scenes at {cfg.data.size}px "
-        f"({', '.join(cfg.data.domains)}), encoder `{cfg.base.encoder}`.\n\n"
-        + format_table(rows, experts)
-        + "\n\nNormalised score: each metric relative to its expert (1.0 = expert), averaged per task "
-        "and over tasks.\n\n"
-        f"![predictions]({figure})\n\n"
-        f"Wall time: {seconds:.1f} s\n\n## Recipe\n\n"
+        f"Embedded benchmark: {cfg.data.test} held-out test scenes at {cfg.data.size}px "
+        f"({', '.join(cfg.data.domains)}), encoder `{cfg.base.encoder}`, experts: "
+        f"{', '.join(cfg.experts.tasks)}.\n\n"
+        f"{result.table}\n\n"
+        "Normalised score: each metric relative to its expert (1.0 = expert), averaged per task and "
+        f"over tasks. Details, selection and plots: [merge_report.md]({result.merge.report.name}).\n\n"
+        f"Columns per task: ground truth, expert, zero-shot, merged, merged + re-align.\n\n"
+        f"![predictions]({result.figure.name})\n\n"
+        f"Wall time: {times}\n\n## Recipe\n\n"
         f"```yaml\n{yaml.safe_dump(to_dict(cfg), sort_keys=False)}```\n"
     )
-    with atomic_path(path) as tmp:
+    with atomic_path(result.report) as tmp:
         tmp.write_text(text)
-    return path
+    return result.report
 
 
 @torch.no_grad()
-def write_figure(
-    path: Path, splits: Splits, experts: dict[str, MultiTaskModel], zeroshot: MultiTaskModel, n: int = 4
-) -> Path:
-    """Save a grid: per scene, the image, then ground truth / expert / zero-shot for each task."""
+def write_figure(path: Path, data: SceneArrays, models: dict[str, MultiTaskModel], n: int = 4) -> Path:
+    """Save a grid: per scene, the image, then ground truth, expert and each model per task."""
     import cv2
 
-    from simokit.data import to_tensor_batch
-
-    idx = np.arange(min(n, len(splits.val)))
-    images = np.asarray(splits.val.image[idx])
+    idx = np.arange(min(n, len(data)))
+    images = np.asarray(data.image[idx])
     x = to_tensor_batch(images)
-    expert_out = {t: m(x)[t].numpy() for t, m in experts.items()}
-    zs_out = {t: v.numpy() for t, v in zeroshot(x).items()}
+    outputs = {name: {t: v.numpy() for t, v in m(x).items()} for name, m in models.items()}
+    tasks = list(next(iter(outputs.values())))
     rows = []
     for i in idx:
         row = [images[i]]
-        for task in experts:
-            gt = np.asarray(getattr(splits.val, task)[i])
-            row += [
-                _picture(task, gt, channels_last=True),
-                _picture(task, expert_out[task][i]),
-                _picture(task, zs_out[task][i]),
-            ]
+        for task in tasks:
+            gt = np.asarray(getattr(data, task)[i])
+            row.append(_picture(task, gt, channels_last=True))
+            row += [_picture(task, outputs[name][task][i]) for name in models]
         rows.append(row)
     grid = panel(rows)
     with atomic_path(path) as tmp:

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from simokit.cli import main
+from simokit.models.checkpoint import load_checkpoint
 
 TINY = [
     "data.size=56",
@@ -40,9 +41,13 @@ def test_demo_end_to_end_then_cached(cache: Path, tmp_path: Path, capsys: pytest
     out = tmp_path / "demo"
     assert main(["demo", "-q", "--out", str(out), *_sets()]) == 0
     text = capsys.readouterr().out
-    assert "| experts |" in text and "| zeroshot |" in text
+    assert "| experts |" in text and "| zeroshot |" in text and "| sum (tap) + head re-align |" in text
     assert (out / "report.md").read_text().count("| zeroshot |") == 1
-    assert (out / "predictions.png").stat().st_size > 1000
+    for name in ("predictions.png", "merge_alpha.png", "merge_tap.png"):
+        assert (out / name).stat().st_size > 1000
+    merged = load_checkpoint(out / "merged.safetensors")
+    assert merged.meta.kind == "merged" and merged.meta.tasks == ("seg", "depth", "normal")
+    assert merged.meta.extra["merge"]["selected_by"] == "tap"
     checkpoints = sorted(p.name for p in cache.rglob("*.safetensors"))
     assert len(checkpoints) == 4 and "base.safetensors" in checkpoints
     stamps = {p: p.stat().st_mtime_ns for p in cache.rglob("*.safetensors")}

@@ -6,7 +6,7 @@ import pytest
 
 from simokit.config import apply_overrides, from_dict, load_yaml, to_dict
 from simokit.errors import ConfigError
-from simokit.train.config import PipelineConfig
+from simokit.recipe import PipelineConfig
 
 REPO = Path(__file__).resolve().parents[1]
 

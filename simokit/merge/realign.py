@@ -14,7 +14,6 @@ because heads expect different feature spaces; it is kept as a measured baseline
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,15 +21,13 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from simokit.data import SceneArrays, to_tensor_batch
+from simokit.data import SceneArrays
 from simokit.errors import ConfigError
+from simokit.merge.features import BatchFeatures, Part, collect, head_parts, image_batches, rows
 from simokit.models import DinoVisionTransformer, MultiTaskModel
 from simokit.models.heads import DenseHead, fold_linear_map
 
 MODES = ("head", "joint")
-Part = tuple[int, str]  # (non-negative block index, "patch" | "cls")
-
-
 class GramAccumulator:
     """Running X̃ᵀX̃, X̃ᵀY and Yᵀ/Xᵀ traces in float64 for the affine least-squares fit Y ≈ X Aᵀ + c."""
 
@@ -82,32 +79,6 @@ class RealignResult:
     images: int = 0
 
 
-def head_parts(head: DenseHead, depth: int) -> list[Part]:
-    """The (block, part) pairs a head reads, block indices made non-negative."""
-    return sorted({(c.layer % depth, c.part) for c in head.consumers()})
-
-
-def _flatten(patch: Tensor, cls: Tensor, part: str) -> Tensor:
-    """(B, C, h, w) patch map or (B, C) CLS token -> (N, C) rows."""
-    if part == "cls":
-        return cls
-    return patch.permute(0, 2, 3, 1).reshape(-1, patch.shape[1])
-
-
-@torch.no_grad()
-def _features(
-    encoder: DinoVisionTransformer, x: Tensor, blocks: list[int]
-) -> dict[int, tuple[Tensor, Tensor]]:
-    outs = encoder.get_intermediate_layers(x, n=blocks, reshape=True, return_class_token=True, norm=True)
-    return {b: (o[0], o[1]) for b, o in zip(blocks, outs, strict=True)}
-
-
-def _batches(data: SceneArrays, n: int, batch: int) -> Iterator[Tensor]:
-    count = min(n, len(data))
-    for start in range(0, count, batch):
-        yield to_tensor_batch(np.asarray(data.image[start : min(start + batch, count)]))
-
-
 @torch.no_grad()
 def fit_realignment(
     merged: DinoVisionTransformer,
@@ -120,25 +91,34 @@ def fit_realignment(
     rank: int | None = None,
     batch: int = 32,
     progress: bool = False,
+    expert_features: dict[str, list[BatchFeatures]] | None = None,
 ) -> RealignResult:
-    """Fit the maps on `n_images` unlabelled images and return folded copies of `heads`."""
+    """Fit the maps on `n_images` unlabelled images and return folded copies of `heads`.
+
+    `expert_features` (from `features.collect` on the same images and batch size) skips
+    re-running the expert encoders, which a grid search would otherwise repeat per candidate.
+    """
     if mode not in MODES:
         raise ConfigError(f"re-alignment mode '{mode}' is not one of {', '.join(MODES)}")
-    if set(experts) != set(heads):
-        raise ConfigError(f"re-alignment needs one expert per head; got {sorted(experts)} vs {sorted(heads)}")
+    given = set(expert_features) if expert_features is not None else set(experts)
+    if given != set(heads):
+        raise ConfigError(f"re-alignment needs one expert per head; got {sorted(given)} vs {sorted(heads)}")
     depth = merged.depth
     parts = {t: head_parts(h, depth) for t, h in heads.items()}
     blocks = sorted({b for ps in parts.values() for b, _ in ps})
+    batches = list(image_batches(data, n_images, batch))
+    if expert_features is None:
+        expert_features = {
+            t: collect(enc, batches, sorted({b for b, _ in parts[t]})) for t, enc in experts.items()
+        }
+    merged_features = collect(merged, batches, blocks)
     grams: dict[str, dict[Part, GramAccumulator]] = {t: {} for t in heads}
-    for x in tqdm(
-        _batches(data, n_images, batch), desc=f"re-align ({mode})", disable=not progress, leave=False
-    ):
-        fm = _features(merged, x, blocks)
-        for task, enc in experts.items():
-            fe = _features(enc, x, sorted({b for b, _ in parts[task]}))
-            for b, part in parts[task]:
-                g = grams[task].setdefault((b, part), GramAccumulator(merged.embed_dim))
-                g.update(_flatten(*fm[b], part), _flatten(*fe[b], part))
+    bar = tqdm(merged_features, desc=f"re-align ({mode})", disable=not progress, leave=False)
+    for i, fm in enumerate(bar):
+        for task in heads:
+            for part in parts[task]:
+                g = grams[task].setdefault(part, GramAccumulator(merged.embed_dim))
+                g.update(rows(fm, part), rows(expert_features[task][i], part))
     maps = _solve(grams, mode, ridge, rank)
     result = RealignResult(heads={}, images=min(n_images, len(data)))
     for task, head in heads.items():

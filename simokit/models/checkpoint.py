@@ -47,7 +47,8 @@ class CheckpointMeta:
 
     def to_json(self) -> str:
         """Serialise to JSON."""
-        return json.dumps(asdict(self), sort_keys=True)
+        # Key order is kept: the order of `heads` is the task order of the model.
+        return json.dumps(asdict(self))
 
     @classmethod
     def from_json(cls, text: str, where: str) -> CheckpointMeta:

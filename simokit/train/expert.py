@@ -14,9 +14,9 @@ from torch import Tensor
 
 from simokit.data import SceneArrays
 from simokit.models import DinoVisionTransformer, HeadConfig, MultiTaskModel, build_head
+from simokit.recipe import ExpertConfig
 from simokit.tasks import get_task
 from simokit.tasks.losses import task_loss
-from simokit.train.config import ExpertConfig
 from simokit.train.loop import batches, run_stage
 
 

@@ -11,7 +11,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from simokit.data import SceneArrays, hflip, targets_to_tensors, to_tensor_batch
-from simokit.train.config import StageConfig
+from simokit.recipe import StageConfig
 
 
 def cosine_lr(step: int, stage: StageConfig) -> float:

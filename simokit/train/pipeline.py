@@ -18,31 +18,46 @@ from simokit.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from simokit.models import DinoVisionTransformer, MultiTaskModel, build_encoder, build_head
 from simokit.models.checkpoint import CheckpointMeta, load_checkpoint, save_checkpoint, state_hash
 from simokit.models.heads import HeadConfig
+from simokit.recipe import PipelineConfig
 from simokit.tasks.evaluate import evaluate
 from simokit.train.base import pretrain_base
-from simokit.train.config import PipelineConfig
 from simokit.train.expert import head_config, train_expert
 
 
 @dataclass
 class Splits:
-    """Rendered train and validation scenes."""
+    """Rendered scenes: train (experts), val (metrics, eval-based selection), calib (unlabelled
+    images for TAP and re-alignment) and test (final merge report); each split has its own seeds."""
 
     train: SceneArrays
     val: SceneArrays
+    calib: SceneArrays | None = None
+    test: SceneArrays | None = None
 
 
-def load_data(cfg: PipelineConfig, progress: bool = True) -> Splits:
-    """Render (or read from cache) the train and validation splits."""
+def load_data(cfg: PipelineConfig, progress: bool = True, merge: bool = False) -> Splits:
+    """Render (or read from cache) train and val, and calib and test too when `merge` is set."""
     d = cfg.data
-    train = load_scenes("train", d.train, d.size, d.domains, d.seed, progress=progress)
-    val = load_scenes("val", d.val, d.size, d.domains, d.seed, progress=progress)
-    return Splits(train, val)
+
+    def split(name: str, n: int) -> SceneArrays:
+        return load_scenes(name, n, d.size, d.domains, d.seed, progress=progress)
+
+    if not merge:
+        return Splits(split("train", d.train), split("val", d.val))
+    return Splits(
+        split("train", d.train), split("val", d.val), split("calib", d.calib), split("test", d.test)
+    )
+
+
+def _training_data(cfg: PipelineConfig) -> dict[str, object]:
+    # Only what the training images depend on; growing the test or calibration split retrains nothing.
+    data = to_dict(cfg.data)
+    return {k: data[k] for k in ("size", "train", "val", "domains", "seed")}
 
 
 def base_path(cfg: PipelineConfig) -> Path:
     """Cache path of the base encoder trained with `cfg`."""
-    key = config_key({"data": to_dict(cfg.data), "base": to_dict(cfg.base)})
+    key = config_key({"data": _training_data(cfg), "base": to_dict(cfg.base)})
     return cache_root() / "runs" / key / "base.safetensors"
 
 

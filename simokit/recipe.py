@@ -1,4 +1,4 @@
-"""Recipes for the embedded benchmark: data, base pre-training and two-stage expert fine-tuning.
+"""Recipes for the embedded benchmark: data, base pre-training, expert fine-tuning and merging.
 
 The defaults here are the demo's recipe; `configs/demo.yaml` spells out the same values so a
 user can copy and edit it, and a test keeps the two in step.
@@ -7,6 +7,7 @@ user can copy and edit it, and a test keeps the two in step.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from simokit.errors import ConfigError
 
@@ -18,14 +19,16 @@ class DataConfig:
     size: int = 112
     train: int = 2048
     val: int = 256
+    test: int = 256
+    calib: int = 128
     domains: tuple[str, ...] = ("indoor", "outdoor")
     seed: int = 0
 
     def __post_init__(self) -> None:
         if self.size % 14:
             raise ConfigError(f"data.size={self.size} must be a multiple of the patch size 14")
-        if self.train < 1 or self.val < 1:
-            raise ConfigError("data.train and data.val must be positive")
+        if min(self.train, self.val, self.test, self.calib) < 1:
+            raise ConfigError("data.train, data.val, data.test and data.calib must be positive")
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,7 @@ class BaseConfig:
     weight_decay: float = 0.05
     warmup: int = 40
     mask_ratio: float = 0.5
+    aux_tasks: tuple[str, ...] = ()
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -79,10 +83,45 @@ class ExpertConfig:
 
 
 @dataclass(frozen=True)
+class MergeConfig:
+    """Which merges to study, how to select their hyper-parameters and how to re-align them.
+
+    Selection: "tap" (feature distance on `calib` images, no labels) or "eval" (normalised score
+    on the labelled `val` split). Re-alignment variants are fitted on `realign_images` unlabelled
+    `calib` images; the first one listed is folded into the merged checkpoint that is written.
+    `grids` replaces a method's built-in search grid: {method: [{hyper-parameter: value, ...}, ...]}.
+    """
+
+    methods: tuple[str, ...] = ("sum", "ties")
+    grids: dict[str, Any] = field(default_factory=dict)
+    select: str = "tap"
+    realign: tuple[str, ...] = ("head", "joint")
+    realign_images: int = 128
+    tap_images: int = 128
+    tap_metric: str = "l2"
+    ridge: float = 1e-3
+    batch: int = 32
+
+    def __post_init__(self) -> None:
+        if self.select not in ("tap", "eval"):
+            raise ConfigError(f"merge.select={self.select!r} must be 'tap' or 'eval'")
+        bad = [r for r in self.realign if r not in ("head", "joint")]
+        if bad:
+            raise ConfigError(f"merge.realign: {bad} not in 'head', 'joint'")
+        for method, grid in self.grids.items():
+            ok = isinstance(grid, list) and all(isinstance(g, dict) for g in grid)
+            if method not in self.methods or not ok:
+                raise ConfigError(f"merge.grids.{method}: list of mappings for a method in merge.methods")
+        if self.tap_metric not in ("l2", "cosine"):
+            raise ConfigError(f"merge.tap_metric={self.tap_metric!r} must be 'l2' or 'cosine'")
+
+
+@dataclass(frozen=True)
 class PipelineConfig:
     """Everything `simokit demo` and `simokit train` need to go from nothing to experts."""
 
     data: DataConfig = field(default_factory=DataConfig)
     base: BaseConfig = field(default_factory=BaseConfig)
     experts: ExpertConfig = field(default_factory=ExpertConfig)
+    merge: MergeConfig = field(default_factory=MergeConfig)
     eval_batch: int = 64

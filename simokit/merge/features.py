@@ -1,0 +1,55 @@
+"""Encoder features on a fixed set of unlabelled images, computed once and reused.
+
+TAP scoring and least-squares re-alignment both compare the merged encoder's features with each
+expert's on the same images; expert features never change during a grid search, so they are
+extracted once here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from simokit.data import SceneArrays, to_tensor_batch
+from simokit.models import DinoVisionTransformer
+from simokit.models.heads import DenseHead
+
+Part = tuple[int, str]  # (non-negative block index, "patch" | "cls")
+BatchFeatures = dict[int, tuple[Tensor, Tensor]]  # block -> ((B, C, h, w) patch map, (B, C) CLS)
+
+
+def head_parts(head: DenseHead, depth: int) -> list[Part]:
+    """The (block, part) pairs a head reads, block indices made non-negative."""
+    return sorted({(c.layer % depth, c.part) for c in head.consumers()})
+
+
+def image_batches(data: SceneArrays, n: int, batch: int) -> Iterator[Tensor]:
+    """Yield normalised (B, 3, H, W) batches of the first `n` images of `data`."""
+    count = min(n, len(data))
+    for start in range(0, count, batch):
+        yield to_tensor_batch(np.asarray(data.image[start : min(start + batch, count)]))
+
+
+@torch.no_grad()
+def block_features(encoder: DinoVisionTransformer, x: Tensor, blocks: list[int]) -> BatchFeatures:
+    """Final-norm features of `blocks` for one batch: block -> ((B, C, h, w), (B, C))."""
+    outs = encoder.get_intermediate_layers(x, n=blocks, reshape=True, return_class_token=True, norm=True)
+    return {b: (o[0], o[1]) for b, o in zip(blocks, outs, strict=True)}
+
+
+@torch.no_grad()
+def collect(encoder: DinoVisionTransformer, batches: list[Tensor], blocks: list[int]) -> list[BatchFeatures]:
+    """Features of `blocks` for every batch in `batches`."""
+    encoder.eval()
+    return [block_features(encoder, x, blocks) for x in batches]
+
+
+def rows(feats: BatchFeatures, part: Part) -> Tensor:
+    """One part of one block as (N, C) rows: patch tokens flattened over B·h·w, or CLS tokens."""
+    patch, cls = feats[part[0]]
+    if part[1] == "cls":
+        return cls
+    return patch.permute(0, 2, 3, 1).reshape(-1, patch.shape[1])

@@ -1,0 +1,47 @@
+"""Load a base and its experts from checkpoints into what a merge study needs, refusing mismatches."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from simokit.errors import CheckpointError
+from simokit.merge.study import Inputs
+from simokit.models import DinoVisionTransformer, VitConfig, build_encoder, build_head
+from simokit.models.checkpoint import Checkpoint, check_compatible, load_checkpoint
+from simokit.models.heads import DenseHead, HeadConfig
+
+
+def load_inputs(base_path: str | Path, expert_paths: list[str | Path]) -> tuple[Inputs, list[Checkpoint]]:
+    """Read the base and expert checkpoints, check they share base and architecture, build heads."""
+    base = load_checkpoint(base_path)
+    experts = [load_checkpoint(p) for p in expert_paths]
+    check_compatible(experts, base)
+    tasks = [ck.meta.tasks[0] for ck in experts]
+    dupes = sorted({t for t in tasks if tasks.count(t) > 1})
+    if dupes:
+        raise CheckpointError(f"several experts for task(s) {', '.join(dupes)}; give one expert per task")
+    vit = VitConfig.from_dict(base.meta.encoder)
+
+    def make_encoder(state: dict[str, torch.Tensor]) -> DinoVisionTransformer:
+        enc = build_encoder(vit)
+        enc.load_state_dict(state, strict=True)
+        return enc.eval()
+
+    heads: dict[str, DenseHead] = {}
+    for ck, task in zip(experts, tasks, strict=True):
+        head = build_head(HeadConfig.from_dict(ck.meta.heads[task]), vit.embed_dim)
+        head.load_state_dict(ck.heads[task], strict=True)
+        if not isinstance(head, DenseHead):
+            raise CheckpointError(f"{ck.path}: head of task '{task}' is not a dense head")
+        heads[task] = head.eval()
+    num_classes = len(experts[tasks.index("seg")].meta.classes) if "seg" in tasks else 0
+    inputs = Inputs(
+        base_state=base.encoder,
+        expert_states={t: ck.encoder for t, ck in zip(tasks, experts, strict=True)},
+        heads=heads,
+        make_encoder=make_encoder,
+        num_classes=num_classes or 1,
+    )
+    return inputs, [base, *experts]

@@ -1,0 +1,238 @@
+"""A merge study: grid-search each method, select by eval and by TAP, re-align, report on test.
+
+This is what `simokit merge` and the demo run. Every candidate of every method's grid is merged,
+scored by TAP on unlabelled calibration images and by normalised score on the labelled validation
+split (with and without head re-alignment, for the plots); the picks are then evaluated on the
+held-out test split without re-alignment and with each re-alignment variant.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from simokit.data import SceneArrays
+from simokit.merge.api import merge_state_dicts
+from simokit.merge.features import collect, head_parts, image_batches
+from simokit.merge.realign import RealignResult, fit_realignment, realigned_model
+from simokit.merge.registry import get_method
+from simokit.merge.select import Candidate, TapReference, pick, tap_reference, tap_score
+from simokit.models import DinoVisionTransformer, MultiTaskModel
+from simokit.models.heads import DenseHead
+from simokit.recipe import MergeConfig
+from simokit.tasks.evaluate import evaluate
+from simokit.tasks.score import Metrics, normalized_score
+
+EncoderFactory = Callable[[dict[str, torch.Tensor]], DinoVisionTransformer]
+
+
+@dataclass
+class Inputs:
+    """Everything a study needs: the base and expert encoders (state dicts and modules) and heads."""
+
+    base_state: dict[str, torch.Tensor]
+    expert_states: dict[str, dict[str, torch.Tensor]]
+    heads: dict[str, DenseHead]
+    make_encoder: EncoderFactory
+    num_classes: int
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        """Task names in expert order."""
+        return tuple(self.expert_states)
+
+
+@dataclass
+class Row:
+    """One line of the final table: a model and its test metrics."""
+
+    name: str
+    method: str
+    hparams: dict[str, Any]
+    selected_by: str
+    realign: str
+    metrics: Metrics
+    score: float
+
+
+@dataclass
+class StudyResult:
+    """Candidates with their scores, final test rows, timings and the selected deployable model."""
+
+    candidates: list[Candidate] = field(default_factory=list)
+    rows: list[Row] = field(default_factory=list)
+    expert_val: Metrics = field(default_factory=dict)
+    expert_test: Metrics = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    fit_stats: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+    selected: MultiTaskModel | None = None
+    selected_row: Row | None = None
+
+
+class _Timer:
+    def __init__(self, seconds: dict[str, float], key: str) -> None:
+        self.seconds, self.key = seconds, key
+
+    def __enter__(self) -> None:
+        self.t0 = time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        self.seconds[self.key] = self.seconds.get(self.key, 0.0) + time.perf_counter() - self.t0
+
+
+def _evaluate(model: MultiTaskModel, data: SceneArrays, inputs: Inputs, batch: int) -> Metrics:
+    return evaluate(model, data, inputs.tasks, batch, num_classes=inputs.num_classes)
+
+
+def run_study(
+    inputs: Inputs,
+    cfg: MergeConfig,
+    val: SceneArrays,
+    calib: SceneArrays,
+    test: SceneArrays,
+    eval_batch: int = 64,
+    progress: bool = True,
+) -> StudyResult:
+    """Grid-search every method in `cfg`, select, re-align and evaluate the picks on `test`."""
+    res = StudyResult()
+    base = inputs.make_encoder(inputs.base_state)
+    experts = {t: inputs.make_encoder(sd) for t, sd in inputs.expert_states.items()}
+    for method in cfg.methods:
+        get_method(method)  # unknown names fail before any work
+    res.expert_val = _expert_metrics(experts, inputs, val, eval_batch)
+    res.expert_test = _expert_metrics(experts, inputs, test, eval_batch)
+    parts = {t: head_parts(h, base.depth) for t, h in inputs.heads.items()}
+    batches = list(image_batches(calib, max(cfg.tap_images, cfg.realign_images), cfg.batch))
+    with _Timer(res.seconds, "tap_reference"):
+        tap_ref = tap_reference(
+            base, experts, parts, batches[: -(-cfg.tap_images // cfg.batch)], cfg.tap_metric
+        )
+    realign_feats = {
+        t: collect(
+            experts[t], batches[: -(-cfg.realign_images // cfg.batch)], sorted({b for b, _ in parts[t]})
+        )
+        for t in inputs.tasks
+    }
+    grid = [(m, hp) for m in cfg.methods for hp in cfg.grids.get(m) or get_method(m).grid()]
+    for method, hp in tqdm(grid, desc="merge grid", disable=not progress, leave=False):
+        res.candidates.append(
+            _score_candidate(inputs, method, hp, cfg, val, calib, tap_ref, realign_feats, res, eval_batch)
+        )
+    zeroshot = MultiTaskModel(base, dict(inputs.heads)).eval()
+    res.rows.append(
+        _row("zeroshot", "zeroshot", {}, "-", "none", _evaluate(zeroshot, test, inputs, eval_batch), res)
+    )
+    for method in cfg.methods:
+        mine = [c for c in res.candidates if c.method == method]
+        for by in ("eval", "tap"):
+            _final_rows(inputs, pick(mine, by), by, cfg, calib, test, realign_feats, res, eval_batch)
+    return res
+
+
+def _expert_metrics(
+    experts: dict[str, DinoVisionTransformer], inputs: Inputs, data: SceneArrays, batch: int
+) -> Metrics:
+    out: Metrics = {}
+    for task, enc in experts.items():
+        model = MultiTaskModel(enc, {task: inputs.heads[task]}).eval()
+        out.update(evaluate(model, data, (task,), batch, num_classes=inputs.num_classes))
+    return out
+
+
+def _merge(inputs: Inputs, method: str, hp: dict[str, Any]) -> DinoVisionTransformer:
+    state = merge_state_dicts(inputs.base_state, list(inputs.expert_states.values()), method, **hp)
+    return inputs.make_encoder(state)
+
+
+def _realign(
+    merged: DinoVisionTransformer,
+    inputs: Inputs,
+    mode: str,
+    cfg: MergeConfig,
+    calib: SceneArrays,
+    feats: dict[str, Any],
+) -> RealignResult:
+    return fit_realignment(
+        merged,
+        {},
+        inputs.heads,
+        calib,
+        mode=mode,
+        n_images=cfg.realign_images,
+        ridge=cfg.ridge,
+        batch=cfg.batch,
+        expert_features=feats,
+    )
+
+
+def _score_candidate(
+    inputs: Inputs,
+    method: str,
+    hp: dict[str, Any],
+    cfg: MergeConfig,
+    val: SceneArrays,
+    calib: SceneArrays,
+    tap_ref: TapReference,
+    feats: dict[str, Any],
+    res: StudyResult,
+    eval_batch: int,
+) -> Candidate:
+    merged = _merge(inputs, method, hp)
+    cand = Candidate(method, hp)
+    with _Timer(res.seconds, "tap_select"):
+        cand.tap = tap_score(merged, tap_ref)["mean"]
+    with _Timer(res.seconds, "eval_select"):
+        plain = MultiTaskModel(merged, dict(inputs.heads)).eval()
+        cand.val_score = normalized_score(_evaluate(plain, val, inputs, eval_batch), res.expert_val)
+    fitted = _realign(merged, inputs, "head", cfg, calib, feats)
+    realigned = realigned_model(merged, fitted)
+    cand.val_score_realigned = normalized_score(_evaluate(realigned, val, inputs, eval_batch), res.expert_val)
+    return cand
+
+
+def _row(
+    name: str, method: str, hp: dict[str, Any], by: str, realign: str, metrics: Metrics, res: StudyResult
+) -> Row:
+    return Row(name, method, hp, by, realign, metrics, normalized_score(metrics, res.expert_test))
+
+
+def _final_rows(
+    inputs: Inputs,
+    cand: Candidate,
+    by: str,
+    cfg: MergeConfig,
+    calib: SceneArrays,
+    test: SceneArrays,
+    feats: dict[str, Any],
+    res: StudyResult,
+    eval_batch: int,
+) -> None:
+    merged = _merge(inputs, cand.method, cand.hparams)
+    plain = MultiTaskModel(merged, dict(inputs.heads)).eval()
+    name = f"{cand.method} ({by})"
+    res.rows.append(
+        _row(name, cand.method, cand.hparams, by, "none", _evaluate(plain, test, inputs, eval_batch), res)
+    )
+    for mode in cfg.realign:
+        with _Timer(res.seconds, f"realign_{mode}"):
+            fitted = _realign(merged, inputs, mode, cfg, calib, feats)
+        model = realigned_model(merged, fitted)
+        row = _row(
+            f"{name} + {mode} re-align",
+            cand.method,
+            cand.hparams,
+            by,
+            mode,
+            _evaluate(model, test, inputs, eval_batch),
+            res,
+        )
+        res.rows.append(row)
+        res.fit_stats[row.name] = fitted.stats
+        if by == cfg.select and mode == cfg.realign[0] and cand is pick(res.candidates, cfg.select):
+            # Across methods too the choice uses the selection criterion, never the test split.
+            res.selected, res.selected_row = model, row

@@ -1,0 +1,178 @@
+"""From checkpoints to a merged, re-aligned checkpoint and a report: what `simokit merge` runs."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import cast
+
+from simokit.cache import atomic_path
+from simokit.config import to_dict
+from simokit.merge.inputs import load_inputs
+from simokit.merge.report import plot_alpha, plot_tap, spearman, table
+from simokit.merge.select import pick
+from simokit.merge.study import StudyResult, run_study
+from simokit.models.checkpoint import CheckpointMeta, save_checkpoint, state_hash
+from simokit.models.heads import DenseHead
+from simokit.recipe import MergeConfig
+from simokit.train.pipeline import Splits
+
+
+@dataclass
+class MergeOutputs:
+    """Where the merge wrote its files, and the study behind them."""
+
+    checkpoint: Path
+    report: Path
+    plots: list[Path]
+    result: StudyResult
+
+
+def merge_and_report(
+    cfg: MergeConfig,
+    base_path: Path,
+    expert_paths: list[Path],
+    splits: Splits,
+    out: Path,
+    eval_batch: int = 64,
+    progress: bool = True,
+) -> MergeOutputs:
+    """Run the study, write `merged.safetensors`, `merge_report.md`, plots and `merge_results.json`."""
+    inputs, checkpoints = load_inputs(base_path, list(expert_paths))
+    if splits.calib is None or splits.test is None:
+        raise ValueError("merge needs the calib and test splits; load them with load_data(..., merge=True)")
+    result = run_study(inputs, cfg, splits.val, splits.calib, splits.test, eval_batch, progress)
+    out.mkdir(parents=True, exist_ok=True)
+    plots = [plot_alpha(result, out / "merge_alpha.png"), plot_tap(result, out / "merge_tap.png")]
+    ckpt = _write_checkpoint(result, cfg, checkpoints[0].meta, [str(p) for p in expert_paths], out)
+    report = _write_report(result, cfg, out, [p.name for p in plots])
+    _write_json(result, out / "merge_results.json")
+    return MergeOutputs(ckpt, report, plots, result)
+
+
+def _write_checkpoint(
+    result: StudyResult, cfg: MergeConfig, base_meta: CheckpointMeta, experts: list[str], out: Path
+) -> Path:
+    model, row = result.selected, result.selected_row
+    if model is None or row is None:
+        raise RuntimeError("the study selected no model")
+    heads = {t: h.state_dict() for t, h in model.heads.items()}
+    encoder = model.encoder.state_dict()
+    meta = CheckpointMeta(
+        kind="merged",
+        encoder=base_meta.encoder,
+        heads={t: cast(DenseHead, h).cfg.to_dict() for t, h in model.heads.items()},
+        classes=base_meta.classes,
+        input_size=base_meta.input_size,
+        mean=base_meta.mean,
+        std=base_meta.std,
+        base_hash=base_meta.base_hash or state_hash(encoder),
+        extra={
+            "merge": {
+                "method": row.method,
+                "hparams": row.hparams,
+                "selected_by": row.selected_by,
+                "realign": row.realign,
+                "recipe": to_dict(cfg),
+            },
+            "fit_stats": result.fit_stats.get(row.name, {}),
+            "test_metrics": row.metrics,
+            "test_score": row.score,
+            "experts": experts,
+        },
+    )
+    return save_checkpoint(out / "merged.safetensors", meta, encoder, heads)
+
+
+def _selection_lines(result: StudyResult) -> list[str]:
+    lines = []
+    for method in sorted({c.method for c in result.candidates}):
+        cs = [c for c in result.candidates if c.method == method]
+        by_eval, by_tap = pick(cs, "eval"), pick(cs, "tap")
+        rho = spearman([-c.tap for c in cs], [c.val_score for c in cs])
+        lines.append(
+            f"- `{method}`: eval picks {by_eval.hparams} (val {by_eval.val_score:.3f}); TAP picks "
+            f"{by_tap.hparams} (val {by_tap.val_score:.3f}, {by_eval.val_score - by_tap.val_score:+.3f} "
+            f"from the eval pick); Spearman(-TAP, val score) = {rho:.2f} over {len(cs)} candidates"
+        )
+    return lines
+
+
+def _write_report(result: StudyResult, cfg: MergeConfig, out: Path, plots: list[str]) -> Path:
+    s = result.seconds
+    n = max(len(result.candidates), 1)
+    tap_cost = s.get("tap_select", 0.0) + s.get("tap_reference", 0.0)
+    sel = result.selected_row
+    text = "\n".join(
+        [
+            "# Merge report",
+            "",
+            "Test-split metrics; normalised score = each metric relative to its expert (1.0 = expert).",
+            "",
+            table(result.rows, result.expert_test),
+            "",
+            "## Hyper-parameter selection",
+            "",
+            *_selection_lines(result),
+            f"- cost over {n} candidates: eval {s.get('eval_select', 0.0):.1f} s "
+            f"({s.get('eval_select', 0.0) / n:.2f} s each, labelled val split), "
+            f"TAP {tap_cost:.1f} s ({s.get('tap_select', 0.0) / n:.2f} s each "
+            f"+ {s.get('tap_reference', 0.0):.1f} s once for expert features, "
+            f"{cfg.tap_images} unlabelled images)",
+            "",
+            "## Re-alignment",
+            "",
+            f"Least-squares maps fitted on {cfg.realign_images} unlabelled calibration images "
+            f"(ridge {cfg.ridge}), folded into each head's first linear layer. "
+            "Relative feature residual before -> after the map:",
+            "",
+            *[
+                f"- {name}: "
+                + ", ".join(
+                    f"{t} {v['residual_before']:.3f} -> {v['residual_after']:.3f}" for t, v in stats.items()
+                )
+                for name, stats in result.fit_stats.items()
+            ],
+            *[
+                f"- fit time ({k[len('realign_') :]}): {v:.1f} s in total"
+                for k, v in s.items()
+                if k.startswith("realign_")
+            ],
+            "",
+            f"Written checkpoint: `merged.safetensors` = {sel.name if sel else '-'} (test score "
+            f"{sel.score:.3f})."
+            if sel
+            else "",
+            "",
+            *[f"![{p}]({p})" for p in plots],
+            "",
+        ]
+    )
+    path = out / "merge_report.md"
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return path
+
+
+def _write_json(result: StudyResult, path: Path) -> None:
+    data = {
+        "experts_test": result.expert_test,
+        "rows": [
+            {
+                "name": r.name,
+                "method": r.method,
+                "hparams": r.hparams,
+                "selected_by": r.selected_by,
+                "realign": r.realign,
+                "score": r.score,
+                "metrics": r.metrics,
+            }
+            for r in result.rows
+        ],
+        "candidates": [vars(c) for c in result.candidates],
+        "seconds": result.seconds,
+        "fit_stats": result.fit_stats,
+    }
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=1))
