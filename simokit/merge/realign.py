@@ -28,6 +28,8 @@ from simokit.models import DinoVisionTransformer, MultiTaskModel
 from simokit.models.heads import DenseHead, fold_linear_map
 
 MODES = ("head", "joint")
+
+
 class GramAccumulator:
     """Running X̃ᵀX̃, X̃ᵀY and Yᵀ/Xᵀ traces in float64 for the affine least-squares fit Y ≈ X Aᵀ + c."""
 

@@ -112,12 +112,7 @@ def run_study(
         tap_ref = tap_reference(
             base, experts, parts, batches[: -(-cfg.tap_images // cfg.batch)], cfg.tap_metric
         )
-    realign_feats = {
-        t: collect(
-            experts[t], batches[: -(-cfg.realign_images // cfg.batch)], sorted({b for b, _ in parts[t]})
-        )
-        for t in inputs.tasks
-    }
+    realign_feats = _expert_features(experts, inputs.heads, cfg, calib)
     grid = [(m, hp) for m in cfg.methods for hp in cfg.grids.get(m) or get_method(m).grid()]
     for method, hp in tqdm(grid, desc="merge grid", disable=not progress, leave=False):
         res.candidates.append(
@@ -236,3 +231,56 @@ def _final_rows(
         if by == cfg.select and mode == cfg.realign[0] and cand is pick(res.candidates, cfg.select):
             # Across methods too the choice uses the selection criterion, never the test split.
             res.selected, res.selected_row = model, row
+
+
+def result_to_json(res: StudyResult) -> dict[str, Any]:
+    """Everything in a StudyResult except the models, as JSON-safe values."""
+    return {
+        "candidates": [vars(c) for c in res.candidates],
+        "rows": [vars(r) for r in res.rows],
+        "expert_val": res.expert_val,
+        "expert_test": res.expert_test,
+        "seconds": res.seconds,
+        "fit_stats": res.fit_stats,
+        "selected": res.selected_row.name if res.selected_row else None,
+    }
+
+
+def result_from_json(data: dict[str, Any]) -> StudyResult:
+    """Inverse of `result_to_json`; the selected model must be rebuilt with `rebuild_selected`."""
+    res = StudyResult(
+        candidates=[Candidate(**c) for c in data["candidates"]],
+        rows=[Row(**r) for r in data["rows"]],
+        expert_val=data["expert_val"],
+        expert_test=data["expert_test"],
+        seconds=data["seconds"],
+        fit_stats=data["fit_stats"],
+    )
+    res.selected_row = next((r for r in res.rows if r.name == data["selected"]), None)
+    return res
+
+
+def rebuild_selected(inputs: Inputs, res: StudyResult, cfg: MergeConfig, calib: SceneArrays) -> None:
+    """Re-create the selected deployable model (one merge and one fit) for a cached study."""
+    row = res.selected_row
+    if row is None:
+        raise RuntimeError("cached merge study has no selected model")
+    merged = _merge(inputs, row.method, row.hparams)
+    encoders = {t: inputs.make_encoder(sd) for t, sd in inputs.expert_states.items()}
+    feats = _expert_features(encoders, inputs.heads, cfg, calib)
+    fitted = _realign(merged, inputs, row.realign, cfg, calib, feats)
+    res.selected = realigned_model(merged, fitted)
+
+
+def _expert_features(
+    experts: dict[str, DinoVisionTransformer],
+    heads: dict[str, DenseHead],
+    cfg: MergeConfig,
+    calib: SceneArrays,
+) -> dict[str, Any]:
+    """Each expert's features on the re-alignment images, for the blocks its head reads."""
+    depth = next(iter(experts.values())).depth
+    batches = list(image_batches(calib, cfg.realign_images, cfg.batch))
+    return {
+        t: collect(experts[t], batches, sorted({b for b, _ in head_parts(heads[t], depth)})) for t in heads
+    }

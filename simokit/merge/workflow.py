@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
 
-from simokit.cache import atomic_path
+import numpy as np
+
+from simokit.cache import atomic_path, cache_root, config_key
 from simokit.config import to_dict
 from simokit.merge.inputs import load_inputs
 from simokit.merge.report import plot_alpha, plot_tap, spearman, table
 from simokit.merge.select import pick
-from simokit.merge.study import StudyResult, run_study
+from simokit.merge.study import (
+    StudyResult,
+    rebuild_selected,
+    result_from_json,
+    result_to_json,
+    run_study,
+)
 from simokit.models.checkpoint import CheckpointMeta, save_checkpoint, state_hash
 from simokit.models.heads import DenseHead
 from simokit.recipe import MergeConfig
@@ -42,13 +51,44 @@ def merge_and_report(
     inputs, checkpoints = load_inputs(base_path, list(expert_paths))
     if splits.calib is None or splits.test is None:
         raise ValueError("merge needs the calib and test splits; load them with load_data(..., merge=True)")
-    result = run_study(inputs, cfg, splits.val, splits.calib, splits.test, eval_batch, progress)
+    cache = (
+        cache_root() / "merge" / _study_key(cfg, base_path, expert_paths, splits, eval_batch) / "study.json"
+    )
+    if cache.is_file():
+        result = result_from_json(json.loads(cache.read_text()))
+        rebuild_selected(inputs, result, cfg, splits.calib)
+    else:
+        result = run_study(inputs, cfg, splits.val, splits.calib, splits.test, eval_batch, progress)
+        with atomic_path(cache) as tmp:
+            tmp.write_text(json.dumps(result_to_json(result)))
     out.mkdir(parents=True, exist_ok=True)
     plots = [plot_alpha(result, out / "merge_alpha.png"), plot_tap(result, out / "merge_tap.png")]
     ckpt = _write_checkpoint(result, cfg, checkpoints[0].meta, [str(p) for p in expert_paths], out)
     report = _write_report(result, cfg, out, [p.name for p in plots])
-    _write_json(result, out / "merge_results.json")
+    with atomic_path(out / "merge_results.json") as tmp:
+        tmp.write_text(json.dumps(result_to_json(result), indent=1))
     return MergeOutputs(ckpt, report, plots, result)
+
+
+def _study_key(cfg: MergeConfig, base: Path, experts: list[Path], splits: Splits, eval_batch: int) -> str:
+    # Content hashes, not paths: the same checkpoints and images give the same study wherever they live.
+    files = [file_sha256(p) for p in [base, *experts]]
+    images = hashlib.sha256()
+    for arr in (splits.val, splits.calib, splits.test):
+        if arr is not None:
+            images.update(np.ascontiguousarray(arr.image).tobytes())
+    return config_key(
+        {"merge": to_dict(cfg), "files": files, "images": images.hexdigest(), "batch": eval_batch}
+    )
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def _write_checkpoint(
@@ -153,26 +193,3 @@ def _write_report(result: StudyResult, cfg: MergeConfig, out: Path, plots: list[
     with atomic_path(path) as tmp:
         tmp.write_text(text)
     return path
-
-
-def _write_json(result: StudyResult, path: Path) -> None:
-    data = {
-        "experts_test": result.expert_test,
-        "rows": [
-            {
-                "name": r.name,
-                "method": r.method,
-                "hparams": r.hparams,
-                "selected_by": r.selected_by,
-                "realign": r.realign,
-                "score": r.score,
-                "metrics": r.metrics,
-            }
-            for r in result.rows
-        ],
-        "candidates": [vars(c) for c in result.candidates],
-        "seconds": result.seconds,
-        "fit_stats": result.fit_stats,
-    }
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=1))
