@@ -76,10 +76,13 @@ class ExpertConfig:
 
     tasks: tuple[str, ...] = ("seg", "depth", "normal")
     head: HeadRecipe = field(default_factory=HeadRecipe)
-    stage1: StageConfig = field(default_factory=lambda: StageConfig(steps=120, lr=2e-3, warmup=10))
-    stage2: StageConfig = field(default_factory=lambda: StageConfig(steps=240, lr=3e-4))
+    stage1: StageConfig = field(default_factory=lambda: StageConfig(steps=120, lr=5e-3, warmup=10))
+    stage2: StageConfig = field(default_factory=lambda: StageConfig(steps=400, lr=5e-4))
     batch: int = 32
     seed: int = 0
+
+
+REALIGN_MODES = ("head", "joint", "finetune")
 
 
 @dataclass(frozen=True)
@@ -87,8 +90,9 @@ class MergeConfig:
     """Which merges to study, how to select their hyper-parameters and how to re-align them.
 
     Selection: "tap" (feature distance on `calib` images, no labels) or "eval" (normalised score
-    on the labelled `val` split). Re-alignment variants are fitted on `realign_images` unlabelled
-    `calib` images; the first one listed is folded into the merged checkpoint that is written.
+    on the labelled `val` split). Re-alignment variants use `realign_images` `calib` images:
+    "head" / "joint" least-squares maps need no labels, "finetune" trains each head on cached
+    merged features with its labels. The first one listed goes into the merged checkpoint.
     `grids` replaces a method's built-in search grid: {method: [{hyper-parameter: value, ...}, ...]}.
     """
 
@@ -100,14 +104,18 @@ class MergeConfig:
     tap_images: int = 128
     tap_metric: str = "l2"
     ridge: float = 1e-3
+    finetune_steps: int = 100
+    finetune_lr: float = 1e-3
     batch: int = 32
 
     def __post_init__(self) -> None:
         if self.select not in ("tap", "eval"):
             raise ConfigError(f"merge.select={self.select!r} must be 'tap' or 'eval'")
-        bad = [r for r in self.realign if r not in ("head", "joint")]
-        if bad:
-            raise ConfigError(f"merge.realign: {bad} not in 'head', 'joint'")
+        bad = [r for r in self.realign if r not in REALIGN_MODES]
+        if bad or not self.realign:
+            raise ConfigError(
+                f"merge.realign: give one or more of {', '.join(REALIGN_MODES)} (got {bad or 'none'})"
+            )
         for method, grid in self.grids.items():
             ok = isinstance(grid, list) and all(isinstance(g, dict) for g in grid)
             if method not in self.methods or not ok:

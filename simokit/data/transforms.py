@@ -19,7 +19,12 @@ _CHANNELS: dict[str, int | None] = {"seg": None, "depth": 1, "normal": 3, "edge"
 
 def to_tensor_batch(images: np.ndarray | torch.Tensor) -> torch.Tensor:
     """Convert uint8 RGB images (B, H, W, 3) to ImageNet-normalised float32 (B, 3, H, W)."""
-    x = torch.as_tensor(np.asarray(images) if not isinstance(images, torch.Tensor) else images)
+    if isinstance(images, torch.Tensor):
+        x = images
+    else:
+        arr = np.asarray(images)
+        # Cached splits are read-only memory maps; torch wants memory it may write to.
+        x = torch.from_numpy(arr if arr.flags.writeable else arr.copy())
     if x.ndim != 4 or x.shape[-1] != 3:
         raise ShapeError(f"images must be (B, H, W, 3) uint8 RGB; got shape {tuple(x.shape)}")
     if x.dtype != torch.uint8:

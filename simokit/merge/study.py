@@ -19,6 +19,7 @@ from tqdm import tqdm
 from simokit.data import SceneArrays
 from simokit.merge.api import merge_state_dicts
 from simokit.merge.features import collect, head_parts, image_batches
+from simokit.merge.finetune import finetune_heads
 from simokit.merge.realign import RealignResult, fit_realignment, realigned_model
 from simokit.merge.registry import get_method
 from simokit.merge.select import Candidate, TapReference, pick, tap_reference, tap_score
@@ -152,6 +153,16 @@ def _realign(
     calib: SceneArrays,
     feats: dict[str, Any],
 ) -> RealignResult:
+    if mode == "finetune":
+        return finetune_heads(
+            merged,
+            inputs.heads,
+            calib,
+            n_images=cfg.realign_images,
+            steps=cfg.finetune_steps,
+            lr=cfg.finetune_lr,
+            batch=cfg.batch,
+        )
     return fit_realignment(
         merged,
         {},

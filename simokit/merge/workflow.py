@@ -70,6 +70,13 @@ def merge_and_report(
     return MergeOutputs(ckpt, report, plots, result)
 
 
+def _before_after(stats: dict[str, float]) -> str:
+    """'a -> b' for least-squares residuals or fine-tuning losses."""
+    if "residual_before" in stats:
+        return f"residual {stats['residual_before']:.3f} -> {stats['residual_after']:.3f}"
+    return f"loss {stats['loss_first']:.3f} -> {stats['loss_last']:.3f}"
+
+
 def _study_key(cfg: MergeConfig, base: Path, experts: list[Path], splits: Splits, eval_batch: int) -> str:
     # Content hashes, not paths: the same checkpoints and images give the same study wherever they live.
     files = [file_sha256(p) for p in [base, *experts]]
@@ -165,13 +172,10 @@ def _write_report(result: StudyResult, cfg: MergeConfig, out: Path, plots: list[
             "",
             f"Least-squares maps fitted on {cfg.realign_images} unlabelled calibration images "
             f"(ridge {cfg.ridge}), folded into each head's first linear layer. "
-            "Relative feature residual before -> after the map:",
+            "Relative feature residual before -> after the map (fine-tuning: task loss first -> last steps):",
             "",
             *[
-                f"- {name}: "
-                + ", ".join(
-                    f"{t} {v['residual_before']:.3f} -> {v['residual_after']:.3f}" for t, v in stats.items()
-                )
+                f"- {name}: " + ", ".join(f"{t} {_before_after(v)}" for t, v in stats.items())
                 for name, stats in result.fit_stats.items()
             ],
             *[

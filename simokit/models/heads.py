@@ -13,7 +13,8 @@ from torch import Tensor, nn
 from simokit.errors import ConfigError, ShapeError
 
 HEAD_KINDS = ("linear", "dpt")
-ACTIVATIONS = ("none", "softplus", "normalize", "sigmoid")
+ACTIVATIONS = ("none", "softplus", "exp", "normalize", "sigmoid")
+_EXP_CLAMP = 12.0  # exp(12) m is far beyond any scene; the clamp keeps FP16 exports finite
 DPT_NUM_LAYERS = 4
 _NORMALIZE_EPS = 1e-6
 
@@ -90,6 +91,9 @@ def apply_activation(x: Tensor, activation: str) -> Tensor:
     """Apply a head's output activation over channels: (B, C, H, W) -> (B, C, H, W)."""
     if activation == "softplus":
         return F.softplus(x)
+    if activation == "exp":
+        # Log-space output: a linear layer moves log-depth by O(1) per unit, metric depth spans 1..60 m.
+        return torch.exp(x.clamp(-_EXP_CLAMP, _EXP_CLAMP))
     if activation == "sigmoid":
         return torch.sigmoid(x)
     if activation == "normalize":
@@ -172,6 +176,10 @@ class DenseHead(nn.Module):
         """First linear layers fed by each (layer, part) of the encoder features."""
         raise NotImplementedError
 
+    def output_layer(self) -> nn.Conv2d:
+        """The last conv, whose outputs go through the activation (used to initialise its bias)."""
+        raise NotImplementedError
+
     def _layer_inputs(self, feats: Features) -> list[Tensor]:
         """Per layer, the patch map with the CLS token broadcast and concatenated when use_cls is set."""
         if len(feats) != len(self.cfg.layers):
@@ -209,6 +217,10 @@ class LinearHead(DenseHead):
         in_channels = embed_dim * (2 if cfg.use_cls else 1) * len(cfg.layers)
         self.bn: nn.Module = nn.BatchNorm2d(in_channels) if cfg.batch_norm else nn.Identity()
         self.conv = nn.Conv2d(in_channels, cfg.out_channels, kernel_size=1)
+
+    def output_layer(self) -> nn.Conv2d:
+        """The 1x1 conv (it is both the first and the last layer)."""
+        return self.conv
 
     def consumers(self) -> list[FeatureConsumer]:
         """One consumer per (layer, part), all feeding the single 1x1 conv."""
@@ -294,6 +306,13 @@ class DPTHead(DenseHead):
             nn.ReLU(),
             nn.Conv2d(width // 2, cfg.out_channels, kernel_size=1),
         )
+
+    def output_layer(self) -> nn.Conv2d:
+        """The final 1x1 conv of the prediction head."""
+        last = self.head[-1]
+        if not isinstance(last, nn.Conv2d):
+            raise TypeError("DPT head ends in an unexpected layer")
+        return last
 
     def consumers(self) -> list[FeatureConsumer]:
         """Each layer's patch (and CLS) channels feed that layer's 1x1 projection conv."""

@@ -14,7 +14,8 @@ class TaskSpec:
     """Static description of one dense prediction task.
 
     `activation` is applied by the head after its last linear layer: "none" (logits),
-    "softplus" (positive metric depth), "normalize" (unit 3-vectors), "sigmoid" (values in [0, 1]).
+    "exp" (positive metric depth predicted in log space), "normalize" (unit 3-vectors),
+    "sigmoid" (values in [0, 1]).
     `metrics` maps each reported metric to True when higher is better.
     """
 
@@ -34,7 +35,7 @@ class TaskSpec:
 TASKS: dict[str, TaskSpec] = {
     "seg": TaskSpec("seg", 11, "none", {"miou": True, "pix_acc": True}, "miou"),
     "depth": TaskSpec(
-        "depth", 1, "softplus", {"abs_err": False, "abs_rel": False, "delta1": True}, "abs_err"
+        "depth", 1, "exp", {"abs_err": False, "abs_rel": False, "delta1": True}, "abs_err"
     ),
     "normal": TaskSpec(
         "normal",

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from simokit.data import SceneArrays
 from simokit.models import DinoVisionTransformer, HeadConfig, MultiTaskModel, build_head
+from simokit.models.heads import DenseHead
 from simokit.recipe import ExpertConfig
 from simokit.tasks import get_task
 from simokit.tasks.losses import task_loss
@@ -33,6 +35,26 @@ def head_config(task: str, cfg: ExpertConfig) -> HeadConfig:
     )
 
 
+@torch.no_grad()
+def init_output_bias(head: DenseHead, task: str, data: SceneArrays) -> None:
+    """Start a depth head as the data's median depth, so training fits the shape, not the scale.
+
+    Adam moves a bias by about lr per step; from 0 it would need thousands of steps to reach
+    log(10 m), and the head would spend stage 1 learning a constant.
+    """
+    if task != "depth" or get_task(task).activation != "exp" or data.depth is None:
+        return
+    sample = np.asarray(data.depth[: min(len(data), 256)])
+    valid = sample[sample > 0]
+    if valid.size == 0:
+        return
+    last = head.output_layer()
+    # Zero weights: the head starts as the constant median depth instead of exp(random) noise.
+    last.weight.zero_()
+    if last.bias is not None:
+        last.bias.fill_(float(np.log(np.median(valid))))
+
+
 def train_expert(
     task: str, base: DinoVisionTransformer, cfg: ExpertConfig, data: SceneArrays, progress: bool = True
 ) -> tuple[MultiTaskModel, dict[str, list[float]]]:
@@ -41,6 +63,7 @@ def train_expert(
     torch.manual_seed(seed)
     encoder = copy.deepcopy(base)
     head = build_head(head_config(task, cfg), encoder.embed_dim)
+    init_output_bias(head, task, data)
     model = MultiTaskModel(encoder, {task: head})
     stream = batches(data, cfg.batch, (task,), seed)
 
