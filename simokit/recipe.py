@@ -82,7 +82,7 @@ class ExpertConfig:
     seed: int = 0
 
 
-REALIGN_MODES = ("head", "joint", "finetune")
+REALIGN_MODES = ("head", "joint", "finetune", "lora")
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,9 @@ class MergeConfig:
     Selection: "tap" (feature distance on `calib` images, no labels) or "eval" (normalised score
     on the labelled `val` split). Re-alignment variants use `realign_images` `calib` images:
     "head" / "joint" least-squares maps need no labels, "finetune" trains each head on cached
-    merged features with its labels. The first one listed goes into the merged checkpoint.
+    merged features with its labels, "lora" trains rank-16 adapters in the encoder on all task
+    losses and merges them back (`finetune_steps`/`finetune_lr` set both learned variants). The
+    first one listed goes into the merged checkpoint.
     `grids` replaces a method's built-in search grid: {method: [{hyper-parameter: value, ...}, ...]}.
     """
 

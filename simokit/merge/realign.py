@@ -79,6 +79,7 @@ class RealignResult:
     heads: dict[str, DenseHead]
     stats: dict[str, dict[str, float]] = field(default_factory=dict)
     images: int = 0
+    encoder: DinoVisionTransformer | None = None  # set when re-alignment changed the encoder (LoRA)
 
 
 @torch.no_grad()
@@ -164,5 +165,5 @@ def _fit_stats(
 
 
 def realigned_model(merged: DinoVisionTransformer, result: RealignResult) -> MultiTaskModel:
-    """The deployable model: merged encoder with the folded heads."""
-    return MultiTaskModel(merged, dict(result.heads)).eval()
+    """The deployable model: merged (or re-aligned) encoder with the folded (or tuned) heads."""
+    return MultiTaskModel(result.encoder or merged, dict(result.heads)).eval()

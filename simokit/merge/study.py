@@ -20,6 +20,7 @@ from simokit.data import SceneArrays
 from simokit.merge.api import merge_state_dicts
 from simokit.merge.features import collect, head_parts, image_batches
 from simokit.merge.finetune import finetune_heads
+from simokit.merge.lora import lora_realign
 from simokit.merge.realign import RealignResult, fit_realignment, realigned_model
 from simokit.merge.registry import get_method
 from simokit.merge.select import Candidate, TapReference, pick, tap_reference, tap_score
@@ -153,8 +154,9 @@ def _realign(
     calib: SceneArrays,
     feats: dict[str, Any],
 ) -> RealignResult:
-    if mode == "finetune":
-        return finetune_heads(
+    learned = {"lora": lora_realign, "finetune": finetune_heads}
+    if mode in learned:
+        return learned[mode](
             merged,
             inputs.heads,
             calib,
