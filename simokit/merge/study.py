@@ -154,9 +154,9 @@ def _realign(
     calib: SceneArrays,
     feats: dict[str, Any],
 ) -> RealignResult:
-    learned = {"lora": lora_realign, "finetune": finetune_heads}
-    if mode in learned:
-        return learned[mode](
+    if mode in ("lora", "finetune"):
+        learn: Callable[..., RealignResult] = lora_realign if mode == "lora" else finetune_heads
+        return learn(
             merged,
             inputs.heads,
             calib,
