@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from simokit.config import from_dict as config_from_dict
 from simokit.errors import ConfigError, ShapeError
 
 HEAD_KINDS = ("linear", "dpt")
@@ -62,15 +63,8 @@ class HeadConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> HeadConfig:
-        """Build a config from `to_dict()` output; unknown keys raise ConfigError."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ConfigError(f"unknown HeadConfig keys {unknown}; valid keys are {sorted(names)}")
-        missing = sorted({"kind", "out_channels"} - set(data))
-        if missing:
-            raise ConfigError(f"HeadConfig is missing required keys {missing}")
-        return cls(**{**data, "layers": tuple(data.get("layers", (-1,)))})
+        """Build a config from `to_dict()` output; unknown, missing or mistyped keys raise ConfigError."""
+        return config_from_dict(cls, data, where="HeadConfig")
 
 
 @dataclass

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from simokit.config import from_dict as config_from_dict
 from simokit.errors import ConfigError, ShapeError
 from simokit.models.layers import FFN_KINDS, Block, PatchEmbed, check_image_shape
 
@@ -76,15 +77,8 @@ class VitConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> VitConfig:
-        """Build a config from `to_dict()` output; unknown or missing keys raise ConfigError."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ConfigError(f"unknown VitConfig keys {unknown}; valid keys are {sorted(names)}")
-        missing = sorted(n for n in ("embed_dim", "depth", "num_heads") if n not in data)
-        if missing:
-            raise ConfigError(f"VitConfig is missing required keys {missing}")
-        return cls(**data)
+        """Build a config from `to_dict()` output; unknown, missing or mistyped keys raise ConfigError."""
+        return config_from_dict(cls, data, where="VitConfig")
 
 
 def interpolate_pos_embed(
