@@ -89,8 +89,9 @@ REALIGN_MODES = ("head", "joint", "finetune", "lora")
 class MergeConfig:
     """Which merges to study, how to select their hyper-parameters and how to re-align them.
 
-    Selection: "tap" (feature distance on `calib` images, no labels) or "eval" (normalised score
-    on the labelled `val` split). Re-alignment variants use `realign_images` `calib` images:
+    Selection: "tap" (feature distance on `calib` images, no labels), "tap_aligned" (the residual
+    left after the least-squares re-alignment map, no labels) or "eval" (normalised score on the
+    labelled `val` split). Re-alignment variants use `realign_images` `calib` images:
     "head" / "joint" least-squares maps need no labels, "finetune" trains each head on cached
     merged features with its labels, "lora" trains rank-16 adapters in the encoder on all task
     losses and merges them back (`finetune_steps`/`finetune_lr` set both learned variants). The
@@ -111,8 +112,8 @@ class MergeConfig:
     batch: int = 32
 
     def __post_init__(self) -> None:
-        if self.select not in ("tap", "eval"):
-            raise ConfigError(f"merge.select={self.select!r} must be 'tap' or 'eval'")
+        if self.select not in ("tap", "tap_aligned", "eval"):
+            raise ConfigError(f"merge.select={self.select!r} must be 'tap', 'tap_aligned' or 'eval'")
         bad = [r for r in self.realign if r not in REALIGN_MODES]
         if bad or not self.realign:
             raise ConfigError(

@@ -19,12 +19,8 @@ _CHANNELS: dict[str, int | None] = {"seg": None, "depth": 1, "normal": 3, "edge"
 
 def to_tensor_batch(images: np.ndarray | torch.Tensor) -> torch.Tensor:
     """Convert uint8 RGB images (B, H, W, 3) to ImageNet-normalised float32 (B, 3, H, W)."""
-    if isinstance(images, torch.Tensor):
-        x = images
-    else:
-        arr = np.asarray(images)
-        # Cached splits are read-only memory maps; torch wants memory it may write to.
-        x = torch.from_numpy(arr if arr.flags.writeable else arr.copy())
+    # Cached splits are read-only memory maps; torch wants memory it may write to.
+    x = images if isinstance(images, torch.Tensor) else torch.from_numpy(np.require(images, requirements="W"))
     if x.ndim != 4 or x.shape[-1] != 3:
         raise ShapeError(f"images must be (B, H, W, 3) uint8 RGB; got shape {tuple(x.shape)}")
     if x.dtype != torch.uint8:
@@ -44,7 +40,12 @@ def targets_to_tensors(arrays: Mapping[str, np.ndarray | torch.Tensor | None]) -
     for key, value in arrays.items():
         if key not in _CHANNELS or value is None:
             continue
-        t = value if isinstance(value, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(value))
+        # np.require copies read-only cache memory maps, which torch cannot wrap safely.
+        t = (
+            value
+            if isinstance(value, torch.Tensor)
+            else torch.from_numpy(np.require(value, requirements=("C", "W")))
+        )
         channels = _CHANNELS[key]
         if channels is None:
             if t.ndim != 3:

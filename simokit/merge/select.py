@@ -4,6 +4,12 @@ TAP (seed 002) scores a merged encoder by how far its features are from each exp
 unlabelled images, so no decoder has to be evaluated. Each task's distance is divided by the
 zero-shot distance (base vs expert), making tasks with large feature norms count no more than
 others: TAP = mean_t d(merged, expert_t) / d(base, expert_t), lower is better.
+
+"tap_aligned" is our variant for merges that will be re-aligned: the relative residual left after
+the least-squares map, ‖f_expert − (A f_merged + c)‖² / ‖f_expert‖², averaged over tasks. Plain
+TAP also counts feature differences that the folded map removes for free (scale, rotation,
+offset), so it prefers small alphas; the aligned residual counts only what re-alignment cannot fix.
+It costs one Gram-matrix fit per candidate, still without labels.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from simokit.merge.features import BatchFeatures, Part, collect, rows
 from simokit.models import DinoVisionTransformer
 
 TAP_METRICS = ("l2", "cosine")
+SELECT_CRITERIA = ("eval", "tap", "tap_aligned")
 
 
 def feature_distance(a: list[BatchFeatures], b: list[BatchFeatures], parts: list[Part], metric: str) -> float:
@@ -85,14 +92,17 @@ class Candidate:
     method: str
     hparams: dict[str, Any]
     tap: float = float("nan")
+    tap_aligned: float = float("nan")
     val_score: float = float("nan")
     val_score_realigned: float = float("nan")
 
 
 def pick(candidates: list[Candidate], by: str) -> Candidate:
-    """Best candidate by 'tap' (lowest), 'eval' or 'eval_realigned' (highest normalised score)."""
+    """Best candidate by 'tap' / 'tap_aligned' (lowest), 'eval' or 'eval_realigned' (highest score)."""
     if by == "tap":
         return min(candidates, key=lambda c: c.tap)
+    if by == "tap_aligned":
+        return min(candidates, key=lambda c: c.tap_aligned)
     if by == "eval_realigned":
         return max(candidates, key=lambda c: c.val_score_realigned)
     return max(candidates, key=lambda c: c.val_score)

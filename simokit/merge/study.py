@@ -23,7 +23,7 @@ from simokit.merge.finetune import finetune_heads
 from simokit.merge.lora import lora_realign
 from simokit.merge.realign import RealignResult, fit_realignment, realigned_model
 from simokit.merge.registry import get_method
-from simokit.merge.select import Candidate, TapReference, pick, tap_reference, tap_score
+from simokit.merge.select import SELECT_CRITERIA, Candidate, TapReference, pick, tap_reference, tap_score
 from simokit.models import DinoVisionTransformer, MultiTaskModel
 from simokit.models.heads import DenseHead
 from simokit.recipe import MergeConfig
@@ -126,7 +126,7 @@ def run_study(
     )
     for method in cfg.methods:
         mine = [c for c in res.candidates if c.method == method]
-        for by in ("eval", "tap"):
+        for by in SELECT_CRITERIA:
             _final_rows(inputs, pick(mine, by), by, cfg, calib, test, realign_feats, res, eval_batch)
     return res
 
@@ -197,7 +197,9 @@ def _score_candidate(
     with _Timer(res.seconds, "eval_select"):
         plain = MultiTaskModel(merged, dict(inputs.heads)).eval()
         cand.val_score = normalized_score(_evaluate(plain, val, inputs, eval_batch), res.expert_val)
-    fitted = _realign(merged, inputs, "head", cfg, calib, feats)
+    with _Timer(res.seconds, "tap_aligned_select"):
+        fitted = _realign(merged, inputs, "head", cfg, calib, feats)
+        cand.tap_aligned = sum(v["residual_after"] for v in fitted.stats.values()) / len(fitted.stats)
     realigned = realigned_model(merged, fitted)
     cand.val_score_realigned = normalized_score(_evaluate(realigned, val, inputs, eval_batch), res.expert_val)
     return cand

@@ -77,6 +77,9 @@ def _before_after(stats: dict[str, float]) -> str:
     return f"loss {stats['loss_first']:.3f} -> {stats['loss_last']:.3f}"
 
 
+_STUDY_FORMAT = 2  # bump when run_study computes something new, so cached studies are redone
+
+
 def _study_key(cfg: MergeConfig, base: Path, experts: list[Path], splits: Splits, eval_batch: int) -> str:
     # Content hashes, not paths: the same checkpoints and images give the same study wherever they live.
     files = [file_sha256(p) for p in [base, *experts]]
@@ -85,7 +88,13 @@ def _study_key(cfg: MergeConfig, base: Path, experts: list[Path], splits: Splits
         if arr is not None:
             images.update(np.ascontiguousarray(arr.image).tobytes())
     return config_key(
-        {"merge": to_dict(cfg), "files": files, "images": images.hexdigest(), "batch": eval_batch}
+        {
+            "merge": to_dict(cfg),
+            "files": files,
+            "images": images.hexdigest(),
+            "batch": eval_batch,
+            "format": _STUDY_FORMAT,
+        }
     )
 
 
@@ -136,13 +145,22 @@ def _selection_lines(result: StudyResult) -> list[str]:
     lines = []
     for method in sorted({c.method for c in result.candidates}):
         cs = [c for c in result.candidates if c.method == method]
-        by_eval, by_tap = pick(cs, "eval"), pick(cs, "tap")
-        rho = spearman([-c.tap for c in cs], [c.val_score for c in cs])
+        by_eval = pick(cs, "eval")
         lines.append(
-            f"- `{method}`: eval picks {by_eval.hparams} (val {by_eval.val_score:.3f}); TAP picks "
-            f"{by_tap.hparams} (val {by_tap.val_score:.3f}, {by_eval.val_score - by_tap.val_score:+.3f} "
-            f"from the eval pick); Spearman(-TAP, val score) = {rho:.2f} over {len(cs)} candidates"
+            f"- `{method}`: eval picks {by_eval.hparams} (val {by_eval.val_score:.3f}, "
+            f"re-aligned {by_eval.val_score_realigned:.3f})"
         )
+        for proxy in ("tap", "tap_aligned"):
+            chosen = pick(cs, proxy)
+            rho = spearman([-getattr(c, proxy) for c in cs], [c.val_score for c in cs])
+            rho_r = spearman([-getattr(c, proxy) for c in cs], [c.val_score_realigned for c in cs])
+            gap = chosen.val_score - by_eval.val_score
+            gap_r = chosen.val_score_realigned - by_eval.val_score_realigned
+            lines.append(
+                f"  - {proxy} picks {chosen.hparams}: val {chosen.val_score:.3f} ({gap:+.3f} vs the eval "
+                f"pick), re-aligned {chosen.val_score_realigned:.3f} ({gap_r:+.3f}); Spearman(-{proxy}, val) "
+                f"= {rho:.2f}, (-{proxy}, re-aligned val) = {rho_r:.2f}, {len(cs)} candidates"
+            )
     return lines
 
 
@@ -166,7 +184,8 @@ def _write_report(result: StudyResult, cfg: MergeConfig, out: Path, plots: list[
             f"({s.get('eval_select', 0.0) / n:.2f} s each, labelled val split), "
             f"TAP {tap_cost:.1f} s ({s.get('tap_select', 0.0) / n:.2f} s each "
             f"+ {s.get('tap_reference', 0.0):.1f} s once for expert features, "
-            f"{cfg.tap_images} unlabelled images)",
+            f"{cfg.tap_images} unlabelled images), aligned TAP {s.get('tap_aligned_select', 0.0):.1f} s "
+            f"({s.get('tap_aligned_select', 0.0) / n:.2f} s each, {cfg.realign_images} unlabelled images)",
             "",
             "## Re-alignment",
             "",

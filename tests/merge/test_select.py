@@ -56,9 +56,14 @@ def test_tap_is_zero_for_the_expert_one_for_the_base_and_ranks_interpolations() 
 
 def test_pick_and_spearman() -> None:
     cands = [
-        Candidate("sum", {"alpha": a}, tap=t, val_score=v, val_score_realigned=r)
-        for a, t, v, r in [(0.1, 0.9, 0.5, 0.9), (0.5, 0.2, 0.8, 0.95), (1.0, 0.4, 0.7, 0.97)]
+        Candidate("sum", {"alpha": a}, tap=t, tap_aligned=ta, val_score=v, val_score_realigned=r)
+        for a, t, ta, v, r in [
+            (0.1, 0.9, 0.3, 0.5, 0.9),
+            (0.5, 0.2, 0.2, 0.8, 0.95),
+            (1.0, 0.4, 0.1, 0.7, 0.97),
+        ]
     ]
+    assert pick(cands, "tap_aligned").hparams == {"alpha": 1.0}
     assert pick(cands, "tap").hparams == {"alpha": 0.5}
     assert pick(cands, "eval").hparams == {"alpha": 0.5}
     assert pick(cands, "eval_realigned").hparams == {"alpha": 1.0}
