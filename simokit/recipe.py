@@ -101,7 +101,7 @@ class MergeConfig:
 
     methods: tuple[str, ...] = ("sum", "ties")
     grids: dict[str, Any] = field(default_factory=dict)
-    select: str = "tap"
+    select: str = "tap_aligned"
     realign: tuple[str, ...] = ("head", "joint")
     realign_images: int = 128
     tap_images: int = 128

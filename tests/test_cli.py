@@ -47,7 +47,7 @@ def test_demo_end_to_end_then_cached(cache: Path, tmp_path: Path, capsys: pytest
         assert (out / name).stat().st_size > 1000
     merged = load_checkpoint(out / "merged.safetensors")
     assert merged.meta.kind == "merged" and merged.meta.tasks == ("seg", "depth", "normal")
-    assert merged.meta.extra["merge"]["selected_by"] == "tap"
+    assert merged.meta.extra["merge"]["selected_by"] == "tap_aligned"
     checkpoints = sorted(p.name for p in cache.rglob("*.safetensors"))
     assert len(checkpoints) == 4 and "base.safetensors" in checkpoints
     stamps = {p: p.stat().st_mtime_ns for p in cache.rglob("*.safetensors")}
