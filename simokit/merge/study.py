@@ -124,10 +124,11 @@ def run_study(
     res.rows.append(
         _row("zeroshot", "zeroshot", {}, "-", "none", _evaluate(zeroshot, test, inputs, eval_batch), res)
     )
+    memo: dict[int, Evaluated] = {}
     for method in cfg.methods:
         mine = [c for c in res.candidates if c.method == method]
         for by in SELECT_CRITERIA:
-            _final_rows(inputs, pick(mine, by), by, cfg, calib, test, realign_feats, res, eval_batch)
+            _final_rows(inputs, pick(mine, by), by, cfg, calib, test, realign_feats, res, eval_batch, memo)
     return res
 
 
@@ -211,6 +212,9 @@ def _row(
     return Row(name, method, hp, by, realign, metrics, normalized_score(metrics, res.expert_test))
 
 
+Evaluated = dict[str, tuple[Metrics, dict[str, dict[str, float]], MultiTaskModel]]
+
+
 def _final_rows(
     inputs: Inputs,
     cand: Candidate,
@@ -221,31 +225,50 @@ def _final_rows(
     feats: dict[str, Any],
     res: StudyResult,
     eval_batch: int,
+    memo: dict[int, Evaluated],
 ) -> None:
-    merged = _merge(inputs, cand.method, cand.hparams)
-    plain = MultiTaskModel(merged, dict(inputs.heads)).eval()
+    if id(cand) not in memo:  # two criteria often pick the same candidate: evaluate it once
+        memo[id(cand)] = _evaluate_pick(inputs, cand, cfg, calib, test, feats, res, eval_batch)
     name = f"{cand.method} ({by})"
-    res.rows.append(
-        _row(name, cand.method, cand.hparams, by, "none", _evaluate(plain, test, inputs, eval_batch), res)
-    )
-    for mode in cfg.realign:
-        with _Timer(res.seconds, f"realign_{mode}"):
-            fitted = _realign(merged, inputs, mode, cfg, calib, feats)
-        model = realigned_model(merged, fitted)
+    for mode, (metrics, stats, model) in memo[id(cand)].items():
         row = _row(
-            f"{name} + {mode} re-align",
+            name if mode == "none" else f"{name} + {mode} re-align",
             cand.method,
             cand.hparams,
             by,
             mode,
-            _evaluate(model, test, inputs, eval_batch),
+            metrics,
             res,
         )
         res.rows.append(row)
-        res.fit_stats[row.name] = fitted.stats
+        if mode == "none":
+            continue
+        res.fit_stats[row.name] = stats
         if by == cfg.select and mode == cfg.realign[0] and cand is pick(res.candidates, cfg.select):
             # Across methods too the choice uses the selection criterion, never the test split.
             res.selected, res.selected_row = model, row
+
+
+def _evaluate_pick(
+    inputs: Inputs,
+    cand: Candidate,
+    cfg: MergeConfig,
+    calib: SceneArrays,
+    test: SceneArrays,
+    feats: dict[str, Any],
+    res: StudyResult,
+    eval_batch: int,
+) -> Evaluated:
+    """Test metrics of one pick without re-alignment and with each re-alignment variant."""
+    merged = _merge(inputs, cand.method, cand.hparams)
+    plain = MultiTaskModel(merged, dict(inputs.heads)).eval()
+    out: Evaluated = {"none": (_evaluate(plain, test, inputs, eval_batch), {}, plain)}
+    for mode in cfg.realign:
+        with _Timer(res.seconds, f"realign_{mode}"):
+            fitted = _realign(merged, inputs, mode, cfg, calib, feats)
+        model = realigned_model(merged, fitted)
+        out[mode] = (_evaluate(model, test, inputs, eval_batch), fitted.stats, model)
+    return out
 
 
 def result_to_json(res: StudyResult) -> dict[str, Any]:
