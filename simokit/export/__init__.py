@@ -1,0 +1,1 @@
+"""Export a merged multi-task model to one ONNX graph and verify it against torch."""

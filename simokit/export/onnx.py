@@ -1,0 +1,124 @@
+"""One multi-output ONNX graph from a multi-task model, with pre-processing baked in.
+
+Input "float": (B, 3, H, W) float32 already normalised. Input "uint8": (B, H, W, 3) uint8 RGB as
+a camera delivers it; the cast, layout change and mean/std normalisation run inside the graph so
+the robot side does no float work. Outputs are named after the tasks: seg logits (or class labels
+with seg_output="labels"), metric depth, unit normals.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from simokit.cache import atomic_path
+from simokit.errors import ConfigError, ShapeError
+from simokit.models import MultiTaskModel
+
+INPUT_KINDS = ("float", "uint8")
+SEG_OUTPUTS = ("logits", "labels")
+INPUT_NAME = "image"
+
+
+@dataclass(frozen=True)
+class ExportSpec:
+    """How the graph is laid out: input kind and size, seg output, dynamic axes, opset."""
+
+    tasks: tuple[str, ...]
+    height: int
+    width: int
+    input_kind: str = "float"
+    seg_output: str = "logits"
+    dynamic_hw: bool = False
+    opset: int = 17
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+    def __post_init__(self) -> None:
+        if self.input_kind not in INPUT_KINDS:
+            raise ConfigError(f"input kind '{self.input_kind}' is not one of {', '.join(INPUT_KINDS)}")
+        if self.seg_output not in SEG_OUTPUTS:
+            raise ConfigError(f"seg output '{self.seg_output}' is not one of {', '.join(SEG_OUTPUTS)}")
+        if self.height % 14 or self.width % 14:
+            raise ShapeError(
+                f"export size {self.height}x{self.width} must be a multiple of the patch size 14"
+            )
+        if self.dynamic_hw:
+            # The ViT resamples its position embedding with sizes computed in Python, which the
+            # exporter freezes into constants: a graph would silently be wrong at other sizes.
+            raise ConfigError(
+                "dynamic height/width export is not supported yet; export one graph per input size"
+            )
+        if self.opset < 17:
+            raise ConfigError(f"opset {self.opset} < 17: LayerNormalization needs opset 17")
+
+    def input_shape(self, batch: int = 1) -> tuple[int, int, int, int]:
+        """Shape of one input batch in this spec's layout."""
+        if self.input_kind == "uint8":
+            return (batch, self.height, self.width, 3)
+        return (batch, 3, self.height, self.width)
+
+
+class ExportModule(nn.Module):
+    """Wraps a MultiTaskModel: optional uint8 pre-processing in, a tuple of task outputs out."""
+
+    def __init__(self, model: MultiTaskModel, spec: ExportSpec) -> None:
+        super().__init__()
+        self.model = model.eval()
+        self.spec = spec
+        self.mean: Tensor
+        self.inv_std: Tensor
+        self.register_buffer("mean", torch.tensor(spec.mean).view(1, 3, 1, 1) * 255.0)
+        self.register_buffer("inv_std", 1.0 / (torch.tensor(spec.std).view(1, 3, 1, 1) * 255.0))
+
+    def forward(self, x: Tensor) -> tuple[Tensor, ...]:
+        """(B, 3, H, W) float or (B, H, W, 3) uint8 -> one tensor per task, in spec.tasks order."""
+        if self.spec.input_kind == "uint8":
+            x = (x.permute(0, 3, 1, 2).float() - self.mean) * self.inv_std
+        out = self.model(x)
+        results = []
+        for task in self.spec.tasks:
+            y = out[task]
+            if task == "seg" and self.spec.seg_output == "labels":
+                y = y.argmax(dim=1).to(torch.int32)
+            results.append(y)
+        return tuple(results)
+
+
+def export_onnx(model: MultiTaskModel, spec: ExportSpec, path: str | Path) -> Path:
+    """Write `model` as ONNX per `spec` (dynamic batch, fixed size), checked by onnx, atomically."""
+    import onnx
+
+    missing = [t for t in spec.tasks if t not in model.heads]
+    if missing:
+        raise ConfigError(f"export: model has no head for task(s) {', '.join(missing)}")
+    module = ExportModule(model, spec).eval()
+    dtype = torch.uint8 if spec.input_kind == "uint8" else torch.float32
+    example = torch.zeros(spec.input_shape(2), dtype=dtype)
+    axes = {name: {0: "batch"} for name in (INPUT_NAME, *spec.tasks)}
+    final = Path(path)
+    with atomic_path(final) as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the legacy exporter's deprecation notices are not actionable
+        torch.onnx.export(
+            module,
+            (example,),
+            str(tmp),
+            input_names=[INPUT_NAME],
+            output_names=list(spec.tasks),
+            dynamic_axes=axes,
+            opset_version=spec.opset,
+            dynamo=False,
+            do_constant_folding=True,
+        )
+        graph = onnx.load(str(tmp))
+        onnx.checker.check_model(graph)
+        meta = {"simokit.tasks": ",".join(spec.tasks), "simokit.export": json.dumps(asdict(spec))}
+        for key, value in meta.items():
+            graph.metadata_props.add(key=key, value=value)
+        onnx.save(graph, str(tmp))
+    return final

@@ -1,0 +1,100 @@
+"""Run the torch model and the exported ONNX graph on the same inputs and compare every output.
+
+FP32 exports must agree to 1e-4 absolute on the (normalised) outputs; segmentation is also
+compared as label agreement, since an argmax can flip where two logits tie within tolerance.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from simokit.errors import SimokitError
+from simokit.export.onnx import INPUT_NAME, ExportModule, ExportSpec
+from simokit.models import MultiTaskModel
+
+FP32_TOLERANCE = 1e-4
+LABEL_AGREEMENT = 0.999  # class-label outputs: fraction of pixels whose argmax must match
+
+
+class VerificationError(SimokitError):
+    """The exported graph's outputs differ from torch beyond the tolerance."""
+
+
+@dataclass
+class OutputError:
+    """Differences of one output over all verification images."""
+
+    max_abs: float
+    mean_abs: float
+    label_agreement: float | None = None
+    ok: bool = True
+
+
+@dataclass
+class VerifyReport:
+    """Per-output errors, the tolerance used and how many images were compared."""
+
+    outputs: dict[str, OutputError] = field(default_factory=dict)
+    tolerance: float = FP32_TOLERANCE
+    images: int = 0
+
+    @property
+    def passed(self) -> bool:
+        """True when every output is within its tolerance."""
+        return all(e.ok for e in self.outputs.values())
+
+    def table(self) -> str:
+        """A markdown table of the errors."""
+        lines = ["| output | max abs err | mean abs err | seg label agreement |", "|---|---|---|---|"]
+        for name, e in self.outputs.items():
+            agree = f"{100 * e.label_agreement:.3f}%" if e.label_agreement is not None else "-"
+            lines.append(f"| {name} | {e.max_abs:.2e} | {e.mean_abs:.2e} | {agree} |")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-safe form for the bundle's metadata."""
+        return {
+            "tolerance": self.tolerance,
+            "images": self.images,
+            "outputs": {k: asdict(v) for k, v in self.outputs.items()},
+        }
+
+
+@torch.no_grad()
+def verify_onnx(
+    model: MultiTaskModel,
+    spec: ExportSpec,
+    onnx_path: str | Path,
+    inputs: np.ndarray,
+    tolerance: float = FP32_TOLERANCE,
+    raise_on_failure: bool = True,
+) -> VerifyReport:
+    """Compare torch and ONNX Runtime (CPU) on `inputs` laid out as `spec` says."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    reference = ExportModule(model, spec).eval()(torch.from_numpy(np.ascontiguousarray(inputs)))
+    actual = session.run(list(spec.tasks), {INPUT_NAME: inputs})
+    report = VerifyReport(tolerance=tolerance, images=int(inputs.shape[0]))
+    for task, ref, got in zip(spec.tasks, reference, actual, strict=True):
+        ref_np = ref.numpy()
+        diff = np.abs(ref_np.astype(np.float64) - got.astype(np.float64))
+        err = OutputError(float(diff.max()), float(diff.mean()))
+        if task == "seg":
+            ref_labels = ref_np if ref_np.ndim == 3 else ref_np.argmax(axis=1)
+            got_labels = got if got.ndim == 3 else got.argmax(axis=1)
+            err.label_agreement = float((ref_labels == got_labels).mean())
+        labels_only = task == "seg" and spec.seg_output == "labels"
+        err.ok = (err.label_agreement or 0.0) >= LABEL_AGREEMENT if labels_only else err.max_abs <= tolerance
+        report.outputs[task] = err
+    bad = [t for t, e in report.outputs.items() if not e.ok]
+    if bad and raise_on_failure:
+        raise VerificationError(
+            f"{onnx_path}: output(s) {', '.join(bad)} differ from torch beyond tolerance "
+            f"(abs {tolerance:g}, label agreement {LABEL_AGREEMENT:.1%}); see the verification table"
+        )
+    return report

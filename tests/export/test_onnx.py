@@ -1,0 +1,96 @@
+"""ONNX export: equality with torch (fp32), dynamic batch and size, uint8 input, labels, errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from simokit.data import to_tensor_batch
+from simokit.errors import ConfigError, ShapeError
+from simokit.export.onnx import ExportSpec, export_onnx
+from simokit.export.verify import VerificationError, verify_onnx
+from simokit.models import HeadConfig, MultiTaskModel, build_encoder, build_head
+
+TASKS = ("seg", "depth", "normal")
+
+
+@pytest.fixture(scope="module")
+def model() -> MultiTaskModel:
+    torch.manual_seed(0)
+    enc = build_encoder("vitnano14")
+    heads = {
+        "seg": build_head(HeadConfig("linear", 11, "none", batch_norm=True, use_cls=True), 48),
+        "depth": build_head(HeadConfig("linear", 1, "exp", layers=(0, 1)), 48),
+        "normal": build_head(HeadConfig("linear", 3, "normalize"), 48),
+    }
+    with torch.no_grad():
+        heads["seg"].bn.running_mean.uniform_(-0.5, 0.5)  # type: ignore[union-attr,operator]
+    return MultiTaskModel(enc, heads).eval()
+
+
+def _images(n: int, h: int = 56, w: int = 56, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, size=(n, h, w, 3), dtype=np.uint8)
+
+
+def test_fp32_export_matches_torch_with_dynamic_batch(model: MultiTaskModel, tmp_path: Path) -> None:
+    spec = ExportSpec(TASKS, 56, 56)
+    path = export_onnx(model, spec, tmp_path / "m.onnx")
+    for n in (1, 3):
+        x = to_tensor_batch(_images(n, seed=n)).numpy()
+        report = verify_onnx(model, spec, path, x)
+        assert report.passed and report.images == n
+        assert all(e.max_abs < 1e-4 for e in report.outputs.values())
+        assert report.outputs["seg"].label_agreement == 1.0
+    graph = onnx.load(str(path))
+    props = {p.key: p.value for p in graph.metadata_props}
+    assert props["simokit.tasks"] == "seg,depth,normal"
+    assert graph.opset_import[0].version >= 17
+    assert [o.name for o in graph.graph.output] == list(TASKS)
+    assert [p.name for p in tmp_path.iterdir()] == ["m.onnx"]
+
+
+def test_uint8_input_bakes_normalisation_and_labels_output(model: MultiTaskModel, tmp_path: Path) -> None:
+    spec = ExportSpec(TASKS, 56, 56, input_kind="uint8", seg_output="labels")
+    path = export_onnx(model, spec, tmp_path / "u8.onnx")
+    images = _images(2)
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    seg, depth, normal = sess.run(None, {"image": images})
+    with torch.no_grad():
+        ref = model(to_tensor_batch(images))
+    assert seg.dtype == np.int32 and seg.shape == (2, 56, 56)
+    np.testing.assert_array_equal(seg, ref["seg"].argmax(dim=1).numpy())
+    np.testing.assert_allclose(depth, ref["depth"].numpy(), rtol=0, atol=1e-4)
+    np.testing.assert_allclose(normal, ref["normal"].numpy(), rtol=0, atol=1e-4)
+    assert verify_onnx(model, spec, path, images).passed
+
+
+def test_tampered_graph_fails_verification(model: MultiTaskModel, tmp_path: Path) -> None:
+    spec = ExportSpec(TASKS, 56, 56)
+    path = export_onnx(model, spec, tmp_path / "m.onnx")
+    graph = onnx.load(str(path))
+    init = max(graph.graph.initializer, key=lambda t: len(t.raw_data))
+    arr = onnx.numpy_helper.to_array(init).copy()
+    arr.flat[0] += 1.0
+    init.CopyFrom(onnx.numpy_helper.from_array(arr, init.name))
+    onnx.save(graph, str(path))
+    with pytest.raises(VerificationError, match="beyond tolerance"):
+        verify_onnx(model, spec, path, to_tensor_batch(_images(2)).numpy())
+
+
+def test_bad_specs_are_named_errors(model: MultiTaskModel, tmp_path: Path) -> None:
+    with pytest.raises(ShapeError, match="multiple of the patch size"):
+        ExportSpec(TASKS, 50, 56)
+    with pytest.raises(ConfigError, match="input kind"):
+        ExportSpec(TASKS, 56, 56, input_kind="fp16")
+    with pytest.raises(ConfigError, match="dynamic height/width"):
+        ExportSpec(TASKS, 56, 56, dynamic_hw=True)
+    with pytest.raises(ConfigError, match="opset"):
+        ExportSpec(TASKS, 56, 56, opset=13)
+    with pytest.raises(ConfigError, match="no head for task"):
+        export_onnx(model, ExportSpec(("edge",), 56, 56), tmp_path / "x.onnx")
+    assert not (tmp_path / "x.onnx").exists()
