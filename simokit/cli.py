@@ -72,6 +72,62 @@ def cmd_merge(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_build(args: argparse.Namespace) -> int:
+    """Experts in, one verified ONNX bundle out: merge (cached), re-align, export, verify, publish."""
+    import tempfile
+
+    import numpy as np
+
+    from simokit.data import CLASS_NAMES, PALETTE
+    from simokit.export.bundle import write_bundle
+    from simokit.export.onnx import ExportSpec
+    from simokit.merge.workflow import file_sha256, merge_and_report
+    from simokit.train.pipeline import ensure_base, ensure_expert, load_data
+
+    cfg = _pipeline_config(args)
+    spec = ExportSpec(
+        cfg.experts.tasks, cfg.data.size, cfg.data.size, input_kind=args.input, seg_output=args.seg_output
+    )
+    splits = load_data(cfg, progress=not args.quiet, merge=True)
+    base = ensure_base(cfg, splits, progress=not args.quiet)
+    experts = [ensure_expert(cfg, t, splits, progress=not args.quiet) for t in cfg.experts.tasks]
+    with tempfile.TemporaryDirectory() as work:
+        merged = merge_and_report(
+            cfg.merge, base, experts, splits, Path(work), cfg.eval_batch, not args.quiet
+        )
+        row = merged.result.selected_row
+        model = merged.result.selected
+        if model is None or row is None or splits.test is None:
+            raise SimokitError("the merge study selected no model")
+        files = {p.name: p for p in [merged.report, *merged.plots]}
+        extra = {
+            "merge": {
+                "method": row.method,
+                "hparams": row.hparams,
+                "selected_by": row.selected_by,
+                "realign": row.realign,
+                "test_score": row.score,
+                "test_metrics": row.metrics,
+            },
+            "fit_stats": merged.result.fit_stats.get(row.name, {}),
+            "sources": {p.name: file_sha256(p) for p in [base, *experts]},
+        }
+        images = np.asarray(splits.test.image[: args.verify_images])
+        out = write_bundle(
+            args.out, model, spec, images, classes=CLASS_NAMES, palette=PALETTE, extra=extra, files=files
+        )
+    print(f"bundle: {out}  ({row.name}, test score {row.score:.3f})")
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    """Print what a bundle holds: tasks, IO, sizes, provenance and verification errors."""
+    from simokit.runtime.describe import describe
+
+    print(describe(Path(args.path)))
+    return 0
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     """Evaluate a checkpoint on the embedded validation scenes and print its metrics."""
     from simokit.tasks.evaluate import evaluate
@@ -126,6 +182,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="simokit-merge", help="output directory (default: %(default)s)")
     _add_config_args(p)
     p.set_defaults(func=cmd_merge, parser=p)
+
+    p = sub.add_parser("build", help="experts -> merged, re-aligned, verified ONNX bundle")
+    p.add_argument("config_file", nargs="?", help="YAML recipe (same as --config)")
+    p.add_argument("--out", required=True, help="bundle directory to write (replaced atomically)")
+    p.add_argument(
+        "--input",
+        choices=["uint8", "float"],
+        default="uint8",
+        help="graph input: uint8 (B,H,W,3) RGB with normalisation inside, or float (B,3,H,W)",
+    )
+    p.add_argument("--seg-output", choices=["logits", "labels"], default="logits")
+    p.add_argument("--verify-images", type=int, default=8, help="test images for torch-vs-ONNX verification")
+    _add_config_args(p)
+    p.set_defaults(func=cmd_build, parser=p)
+
+    p = sub.add_parser("inspect", help="show what a bundle or ONNX file holds")
+    p.add_argument("path", help="bundle directory or .onnx file")
+    p.set_defaults(func=cmd_inspect, parser=p)
 
     p = sub.add_parser("eval", help="evaluate a checkpoint on the embedded validation scenes")
     p.add_argument("checkpoint", help="simokit .safetensors checkpoint (expert or merged)")

@@ -81,3 +81,25 @@ def test_bad_arguments_give_usage_not_traceback() -> None:
     )
     assert proc.returncode == 2
     assert "usage: simokit demo" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_build_then_inspect_and_run_the_bundle(
+    cache: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import numpy as np
+
+    from simokit.runtime.engine import load
+
+    out = tmp_path / "bundle"
+    assert (
+        main(["build", "-q", "--out", str(out), "--seg-output", "labels", "--verify-images", "4", *_sets()])
+        == 0
+    )
+    assert "bundle:" in capsys.readouterr().out
+    for name in ("model.onnx", "meta.json", "report.md", "merge_report.md", "merge_alpha.png"):
+        assert (out / name).is_file()
+    assert main(["inspect", str(out)]) == 0
+    assert "output seg: int32" in capsys.readouterr().out
+    pred = load(out).infer(np.zeros((40, 60, 3), np.uint8))
+    assert pred["seg"].shape == (40, 60) and pred["seg"].dtype == np.int32
+    assert pred["depth"].shape == (1, 40, 60)

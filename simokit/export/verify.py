@@ -1,7 +1,9 @@
 """Run the torch model and the exported ONNX graph on the same inputs and compare every output.
 
-FP32 exports must agree to 1e-4 absolute on the (normalised) outputs; segmentation is also
-compared as label agreement, since an argmax can flip where two logits tie within tolerance.
+FP32 exports must agree to 1e-4 on normalised outputs: absolute for logits and unit normals,
+relative for metric depth (float32 rounding of exp() at 40 m alone is ~5e-6 m per ulp, so an
+absolute bound would test the unit, not the export). Segmentation is also compared as label
+agreement, since an argmax can flip where two logits tie within tolerance.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ class VerificationError(SimokitError):
 
 @dataclass
 class OutputError:
-    """Differences of one output over all verification images."""
+    """Differences of one output over all verification images (depth: relative to max(depth, 1 m))."""
 
     max_abs: float
     mean_abs: float
@@ -49,7 +51,7 @@ class VerifyReport:
 
     def table(self) -> str:
         """A markdown table of the errors."""
-        lines = ["| output | max abs err | mean abs err | seg label agreement |", "|---|---|---|---|"]
+        lines = ["| output | max err | mean err | seg label agreement |", "|---|---|---|---|"]
         for name, e in self.outputs.items():
             agree = f"{100 * e.label_agreement:.3f}%" if e.label_agreement is not None else "-"
             lines.append(f"| {name} | {e.max_abs:.2e} | {e.mean_abs:.2e} | {agree} |")
@@ -77,12 +79,15 @@ def verify_onnx(
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    reference = ExportModule(model, spec).eval()(torch.from_numpy(np.ascontiguousarray(inputs)))
+    writable = np.require(inputs, requirements=("C", "W"))  # torch cannot wrap read-only memory
+    reference = ExportModule(model, spec).eval()(torch.from_numpy(writable))
     actual = session.run(list(spec.tasks), {INPUT_NAME: inputs})
     report = VerifyReport(tolerance=tolerance, images=int(inputs.shape[0]))
     for task, ref, got in zip(spec.tasks, reference, actual, strict=True):
         ref_np = ref.numpy()
         diff = np.abs(ref_np.astype(np.float64) - got.astype(np.float64))
+        if task == "depth":
+            diff = diff / np.maximum(np.abs(ref_np.astype(np.float64)), 1.0)
         err = OutputError(float(diff.max()), float(diff.mean()))
         if task == "seg":
             ref_labels = ref_np if ref_np.ndim == 3 else ref_np.argmax(axis=1)

@@ -34,9 +34,7 @@ class TaskSpec:
 
 TASKS: dict[str, TaskSpec] = {
     "seg": TaskSpec("seg", 11, "none", {"miou": True, "pix_acc": True}, "miou"),
-    "depth": TaskSpec(
-        "depth", 1, "exp", {"abs_err": False, "abs_rel": False, "delta1": True}, "abs_err"
-    ),
+    "depth": TaskSpec("depth", 1, "exp", {"abs_err": False, "abs_rel": False, "delta1": True}, "abs_err"),
     "normal": TaskSpec(
         "normal",
         3,

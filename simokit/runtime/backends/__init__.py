@@ -1,0 +1,1 @@
+"""Engine implementations; each imports its runtime library lazily."""

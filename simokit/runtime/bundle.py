@@ -1,0 +1,96 @@
+"""The bundle contract, read on the robot: a directory with model.onnx and meta.json (no torch).
+
+meta.json keys: format, tasks, input {name, kind, layout, height, width, mean, std}, outputs
+{task: {dtype, shape, kind}}, classes, palette, and free-form provenance (merge recipe, fit
+statistics, verification, source hashes, tool versions) that the runtime does not interpret.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from simokit.errors import SimokitError
+
+BUNDLE_FORMAT = 1
+MODEL_FILE = "model.onnx"
+META_FILE = "meta.json"
+
+
+class BundleError(SimokitError):
+    """A bundle directory is missing, incomplete or from an incompatible simokit."""
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """The graph's input: name, 'uint8' (B, H, W, 3) RGB or 'float' (B, 3, H, W) normalised."""
+
+    name: str
+    kind: str
+    height: int
+    width: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+
+@dataclass(frozen=True)
+class BundleMeta:
+    """What the runtime needs from meta.json, plus everything else under `extra`."""
+
+    tasks: tuple[str, ...]
+    input: InputSpec
+    outputs: dict[str, dict[str, Any]]
+    classes: tuple[str, ...] = ()
+    palette: tuple[tuple[int, int, int], ...] = ()
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        """Serialise to the meta.json text."""
+        data = {
+            "format": BUNDLE_FORMAT,
+            "tasks": list(self.tasks),
+            "input": vars(self.input),
+            "outputs": self.outputs,
+            "classes": list(self.classes),
+            "palette": [list(c) for c in self.palette],
+            **self.extra,
+        }
+        return json.dumps(data, indent=1, default=list)
+
+
+def read_meta(path: str | Path) -> BundleMeta:
+    """Read `<bundle>/meta.json`; a missing or malformed file raises BundleError naming it."""
+    root = Path(path)
+    meta_path = root / META_FILE
+    if not root.is_dir():
+        raise BundleError(f"bundle not found: {root} is not a directory")
+    if not meta_path.is_file() or not (root / MODEL_FILE).is_file():
+        raise BundleError(f"{root}: incomplete bundle (needs {MODEL_FILE} and {META_FILE}); rebuild it")
+    try:
+        raw = json.loads(meta_path.read_text())
+        if raw.get("format") != BUNDLE_FORMAT:
+            raise BundleError(
+                f"{meta_path}: bundle format {raw.get('format')} is not {BUNDLE_FORMAT}; rebuild it"
+            )
+        inp = raw.pop("input")
+        spec = InputSpec(
+            inp["name"],
+            inp["kind"],
+            int(inp["height"]),
+            int(inp["width"]),
+            tuple(inp["mean"]),
+            tuple(inp["std"]),
+        )
+        known = {"format", "tasks", "outputs", "classes", "palette"}
+        return BundleMeta(
+            tasks=tuple(raw["tasks"]),
+            input=spec,
+            outputs=raw["outputs"],
+            classes=tuple(raw.get("classes", ())),
+            palette=tuple(tuple(c) for c in raw.get("palette", ())),
+            extra={k: v for k, v in raw.items() if k not in known},
+        )
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise BundleError(f"{meta_path}: malformed bundle metadata ({type(exc).__name__}: {exc})") from None

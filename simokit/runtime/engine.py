@@ -1,0 +1,115 @@
+"""The Engine every backend implements, and `load()` which picks one for a bundle (no torch here).
+
+An engine takes camera frames as OpenCV delivers them (uint8 HxWx3 BGR, one image or a batch),
+resizes them to the model's input size, runs the graph and maps each output back to the frames'
+resolution: {task: (B, ...) array}, without the batch axis when one image went in.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+import numpy as np
+
+from simokit.errors import ConfigError, ShapeError
+from simokit.runtime.bundle import BundleMeta, read_meta
+
+BACKENDS = ("auto", "onnxruntime")
+
+
+class Engine(ABC):
+    """Inference on a bundle: pre-processing, the graph, post-processing."""
+
+    meta: BundleMeta
+    backend: str
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        """The tasks this engine predicts, in output order."""
+        return self.meta.tasks
+
+    def infer(self, images: np.ndarray, bgr: bool = True, resize_back: bool = True) -> dict[str, np.ndarray]:
+        """uint8 (H, W, 3) or (B, H, W, 3) frames -> {task: output}; BGR unless bgr=False."""
+        batch, single = _as_batch(images)
+        size = batch.shape[1:3]
+        x = self._prepare(batch[..., ::-1] if bgr else batch)
+        raw = self._run(x)
+        out = {t: _resize_output(t, v, size) if resize_back else v for t, v in raw.items()}
+        return {t: v[0] for t, v in out.items()} if single else out
+
+    def _prepare(self, rgb: np.ndarray) -> np.ndarray:
+        spec = self.meta.input
+        resized = _resize_batch(rgb, (spec.height, spec.width))
+        if spec.kind == "uint8":
+            return np.ascontiguousarray(resized)
+        return normalize_nchw(resized, spec.mean, spec.std)
+
+    @abstractmethod
+    def _run(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """Run the graph on a prepared batch."""
+
+    @abstractmethod
+    def describe(self) -> str:
+        """One line: backend, device and providers."""
+
+
+def load(path: str | Path, backend: str = "auto", threads: int | None = None) -> Engine:
+    """Open a bundle directory with `backend` ('auto' picks the best available and says which)."""
+    if backend not in BACKENDS:
+        raise ConfigError(f"unknown backend '{backend}'; choose from {', '.join(BACKENDS)}")
+    meta = read_meta(path)
+    from simokit.runtime.backends.ort import OrtEngine
+
+    return OrtEngine(Path(path), meta, threads=threads)
+
+
+def normalize_nchw(rgb: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
+    """uint8 RGB (B, H, W, 3) -> float32 (B, 3, H, W) normalised with mean/std given on the 0..1 scale."""
+    scale = 1.0 / (np.asarray(std, np.float32) * 255.0)
+    x = (rgb.astype(np.float32) - np.asarray(mean, np.float32) * 255.0) * scale
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+
+
+def _as_batch(images: np.ndarray) -> tuple[np.ndarray, bool]:
+    arr = np.asarray(images)
+    if arr.dtype != np.uint8:
+        raise ShapeError(f"frames must be uint8 images as OpenCV reads them; got {arr.dtype}")
+    if arr.ndim == 3 and arr.shape[-1] == 3:
+        return arr[None], True
+    if arr.ndim == 4 and arr.shape[-1] == 3 and arr.shape[0] > 0:
+        return arr, False
+    raise ShapeError(f"frames must be (H, W, 3) or (B, H, W, 3) uint8; got shape {arr.shape}")
+
+
+def _resize_batch(batch: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    if batch.shape[1:3] == size:
+        return batch
+    cv2 = _cv2(f"frames are {batch.shape[2]}x{batch.shape[1]} but the model takes {size[1]}x{size[0]}")
+    return np.stack([cv2.resize(f, (size[1], size[0]), interpolation=cv2.INTER_AREA) for f in batch])
+
+
+def _resize_output(task: str, value: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    spatial = value.shape[-2:]
+    if tuple(spatial) == tuple(size):
+        return value
+    cv2 = _cv2("outputs must be mapped back to the frame size")
+    h, w = size
+    if value.ndim == 3:  # class labels: nearest neighbour keeps them valid ids
+        return np.stack([cv2.resize(v, (w, h), interpolation=cv2.INTER_NEAREST) for v in value])
+    out = np.stack(
+        [np.stack([cv2.resize(c, (w, h), interpolation=cv2.INTER_LINEAR) for c in v]) for v in value]
+    )
+    if task == "normal":
+        out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-6)
+    return out
+
+
+def _cv2(why: str):  # type: ignore[no-untyped-def]  # OpenCV ships no type hints
+    try:
+        import cv2
+    except ImportError:
+        raise ShapeError(
+            f"{why}; install OpenCV (pip install 'simokit[cv]', or JetPack's) or resize yourself"
+        ) from None
+    return cv2
