@@ -8,9 +8,9 @@ import torch
 
 from simokit.errors import CheckpointError
 from simokit.merge.study import Inputs
-from simokit.models import DinoVisionTransformer, VitConfig, build_encoder, build_head
-from simokit.models.checkpoint import Checkpoint, check_compatible, load_checkpoint
-from simokit.models.heads import DenseHead, HeadConfig
+from simokit.models import DinoVisionTransformer, VitConfig, build_encoder
+from simokit.models.checkpoint import Checkpoint, check_compatible, heads_from_checkpoint, load_checkpoint
+from simokit.models.heads import DenseHead
 
 
 def load_inputs(base_path: str | Path, expert_paths: list[str | Path]) -> tuple[Inputs, list[Checkpoint]]:
@@ -31,11 +31,7 @@ def load_inputs(base_path: str | Path, expert_paths: list[str | Path]) -> tuple[
 
     heads: dict[str, DenseHead] = {}
     for ck, task in zip(experts, tasks, strict=True):
-        head = build_head(HeadConfig.from_dict(ck.meta.heads[task]), vit.embed_dim)
-        head.load_state_dict(ck.heads[task], strict=True)
-        if not isinstance(head, DenseHead):
-            raise CheckpointError(f"{ck.path}: head of task '{task}' is not a dense head")
-        heads[task] = head.eval()
+        heads[task] = heads_from_checkpoint(ck, vit.embed_dim)[task]
     num_classes = len(experts[tasks.index("seg")].meta.classes) if "seg" in tasks else 0
     inputs = Inputs(
         base_state=base.encoder,

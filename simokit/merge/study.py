@@ -109,11 +109,9 @@ def run_study(
     res.expert_val = _expert_metrics(experts, inputs, val, eval_batch)
     res.expert_test = _expert_metrics(experts, inputs, test, eval_batch)
     parts = {t: head_parts(h, base.depth) for t, h in inputs.heads.items()}
-    batches = list(image_batches(calib, max(cfg.tap_images, cfg.realign_images), cfg.batch))
     with _Timer(res.seconds, "tap_reference"):
-        tap_ref = tap_reference(
-            base, experts, parts, batches[: -(-cfg.tap_images // cfg.batch)], cfg.tap_metric
-        )
+        tap_batches = list(image_batches(calib, cfg.tap_images, cfg.batch))
+        tap_ref = tap_reference(base, experts, parts, tap_batches, cfg.tap_metric)
     realign_feats = _expert_features(experts, inputs.heads, cfg, calib)
     grid = [(m, hp) for m in cfg.methods for hp in cfg.grids.get(m) or get_method(m).grid()]
     for method, hp in tqdm(grid, desc="merge grid", disable=not progress, leave=False):

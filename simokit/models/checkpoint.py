@@ -20,6 +20,9 @@ from torch import Tensor
 from simokit import __version__
 from simokit.cache import atomic_path
 from simokit.errors import CheckpointError
+from simokit.models.heads import DenseHead, HeadConfig, build_head
+from simokit.models.multitask import MultiTaskModel
+from simokit.models.vit import DinoVisionTransformer, VitConfig, build_encoder
 
 META_KEY = "simokit"
 KINDS = ("base", "expert", "merged")
@@ -177,3 +180,26 @@ def _check_same_tensors(ck: Checkpoint, ref: Checkpoint) -> None:
                 f"{ck.path}: encoder.{key} is {tuple(tensor.shape)} {tensor.dtype}, "
                 f"{ref.path} has {tuple(other.shape)} {other.dtype}"
             )
+
+
+def encoder_from_checkpoint(ck: Checkpoint) -> DinoVisionTransformer:
+    """The checkpoint's encoder as a module in eval mode (strict key match)."""
+    encoder = build_encoder(VitConfig.from_dict(ck.meta.encoder))
+    encoder.load_state_dict(ck.encoder, strict=True)
+    return encoder.eval()
+
+
+def heads_from_checkpoint(ck: Checkpoint, embed_dim: int) -> dict[str, DenseHead]:
+    """Every head of the checkpoint as a module in eval mode, keyed by task."""
+    heads: dict[str, DenseHead] = {}
+    for task, hdict in ck.meta.heads.items():
+        head = build_head(HeadConfig.from_dict(hdict), embed_dim)
+        head.load_state_dict(ck.heads[task], strict=True)
+        heads[task] = head.eval()
+    return heads
+
+
+def model_from_checkpoint(ck: Checkpoint) -> MultiTaskModel:
+    """Encoder and every head of the checkpoint as one MultiTaskModel in eval mode."""
+    encoder = encoder_from_checkpoint(ck)
+    return MultiTaskModel(encoder, heads_from_checkpoint(ck, encoder.embed_dim)).eval()

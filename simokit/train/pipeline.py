@@ -15,8 +15,15 @@ from simokit.cache import cache_root, config_key
 from simokit.config import to_dict
 from simokit.data import CLASS_NAMES, SceneArrays, load_scenes
 from simokit.data.transforms import IMAGENET_MEAN, IMAGENET_STD
-from simokit.models import DinoVisionTransformer, MultiTaskModel, build_encoder, build_head
-from simokit.models.checkpoint import CheckpointMeta, load_checkpoint, save_checkpoint, state_hash
+from simokit.models import DinoVisionTransformer, MultiTaskModel
+from simokit.models.checkpoint import (
+    CheckpointMeta,
+    encoder_from_checkpoint,
+    load_checkpoint,
+    model_from_checkpoint,
+    save_checkpoint,
+    state_hash,
+)
 from simokit.models.heads import HeadConfig
 from simokit.recipe import PipelineConfig
 from simokit.tasks.evaluate import evaluate
@@ -103,12 +110,7 @@ def ensure_base(cfg: PipelineConfig, splits: Splits, progress: bool = True) -> P
 def load_encoder(path: Path) -> tuple[DinoVisionTransformer, str]:
     """Load the encoder of a simokit checkpoint; returns it with its own state hash."""
     ck = load_checkpoint(path)
-    from simokit.models import VitConfig
-
-    encoder = build_encoder(VitConfig.from_dict(ck.meta.encoder))
-    encoder.load_state_dict(ck.encoder, strict=True)
-    encoder.eval()
-    return encoder, state_hash(ck.encoder)
+    return encoder_from_checkpoint(ck), state_hash(ck.encoder)
 
 
 def ensure_expert(cfg: PipelineConfig, task: str, splits: Splits, progress: bool = True) -> Path:
@@ -135,16 +137,4 @@ def ensure_expert(cfg: PipelineConfig, task: str, splits: Splits, progress: bool
 
 def load_model(path: Path) -> MultiTaskModel:
     """Build a MultiTaskModel (encoder + every head) from a simokit checkpoint."""
-    from simokit.models import VitConfig
-
-    ck = load_checkpoint(path)
-    encoder = build_encoder(VitConfig.from_dict(ck.meta.encoder))
-    encoder.load_state_dict(ck.encoder, strict=True)
-    heads = {}
-    for task, hdict in ck.meta.heads.items():
-        head = build_head(HeadConfig.from_dict(hdict), encoder.embed_dim)
-        head.load_state_dict(ck.heads[task], strict=True)
-        heads[task] = head
-    model = MultiTaskModel(encoder, heads)
-    model.eval()
-    return model
+    return model_from_checkpoint(load_checkpoint(path))
