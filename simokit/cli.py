@@ -6,10 +6,14 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from simokit import __version__
 from simokit.errors import SimokitError
 from simokit.recipe import PipelineConfig
+
+if TYPE_CHECKING:
+    from simokit.export.onnx import ExportSpec
 
 
 def _pipeline_config(args: argparse.Namespace) -> PipelineConfig:
@@ -82,6 +86,8 @@ def cmd_build(args: argparse.Namespace) -> int:
     from simokit.export.bundle import write_bundle
     from simokit.export.onnx import ExportSpec
     from simokit.merge.workflow import file_sha256, merge_and_report
+    from simokit.profile.flops import vit_flops
+    from simokit.tasks import get_task
     from simokit.train.pipeline import ensure_base, ensure_expert, load_data
 
     cfg = _pipeline_config(args)
@@ -100,6 +106,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         if model is None or row is None or splits.test is None:
             raise SimokitError("the merge study selected no model")
         files = {p.name: p for p in [merged.report, *merged.plots]}
+        files.update(_export_experts(experts, spec, Path(work)))
         extra = {
             "merge": {
                 "method": row.method,
@@ -111,6 +118,12 @@ def cmd_build(args: argparse.Namespace) -> int:
             },
             "fit_stats": merged.result.fit_stats.get(row.name, {}),
             "sources": {p.name: file_sha256(p) for p in [base, *experts]},
+            "flops_per_image": vit_flops(
+                model.encoder.config.to_dict(),
+                spec.height,
+                spec.width,
+                [get_task(t).out_channels for t in spec.tasks],
+            ),
         }
         images = np.asarray(splits.test.image[: args.verify_images])
         out = write_bundle(
@@ -118,6 +131,61 @@ def cmd_build(args: argparse.Namespace) -> int:
         )
     print(f"bundle: {out}  ({row.name}, test score {row.score:.3f})")
     return 0
+
+
+def _export_experts(paths: list[Path], spec: ExportSpec, work: Path) -> dict[str, Path]:
+    """Each expert alone with the bundle's pre/post-processing, for `simokit profile BUNDLE`."""
+    from dataclasses import replace
+
+    from simokit.export.onnx import export_onnx
+    from simokit.models.checkpoint import load_checkpoint, model_from_checkpoint
+
+    files = {}
+    for path in paths:
+        model = model_from_checkpoint(load_checkpoint(path))
+        task = next(iter(model.heads))
+        files[f"experts/{task}.onnx"] = export_onnx(
+            model, replace(spec, tasks=(task,)), work / f"expert-{task}.onnx"
+        )
+    return files
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    """Time the merged graph against the separate experts (a bundle, or random weights of --arch)."""
+    import tempfile
+
+    from simokit.profile.compare import profile_graphs, table, write_outputs
+
+    batches = tuple(int(b) for b in args.batches.split(","))
+    flops: float | None
+    with tempfile.TemporaryDirectory() as work:
+        if args.arch:
+            from simokit.profile.arch import export_arch
+
+            tasks = tuple(t.strip() for t in args.tasks.split(","))
+            merged, experts, flops = export_arch(args.arch, args.size, tasks, Path(work))
+            title = f"{args.arch} at {args.size}px, tasks {', '.join(tasks)}, random weights"
+        elif args.target:
+            merged, experts, flops = _bundle_graphs(Path(args.target))
+            title = f"bundle {args.target}"
+        else:
+            raise SimokitError("give a bundle directory or --arch (e.g. --arch vits14 --size 224)")
+        result = profile_graphs(merged, experts, flops, batches, args.threads, args.warmup, args.iters)
+    result["title"] = title
+    print(f"{title}\n\n{table(result)}")
+    write_outputs(result, Path(args.json) if args.json else None, Path(args.plot) if args.plot else None)
+    return 0
+
+
+def _bundle_graphs(root: Path) -> tuple[Path, dict[str, Path], float | None]:
+    from simokit.runtime.bundle import MODEL_FILE, BundleError, read_meta
+
+    meta = read_meta(root)
+    experts = {t: root / "experts" / f"{t}.onnx" for t in meta.tasks}
+    missing = [str(p) for p in experts.values() if not p.is_file()]
+    if missing:
+        raise BundleError(f"{root}: no separate expert graphs ({missing[0]}); rebuild with `simokit build`")
+    return root / MODEL_FILE, experts, meta.extra.get("flops_per_image")
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
@@ -196,6 +264,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verify-images", type=int, default=8, help="test images for torch-vs-ONNX verification")
     _add_config_args(p)
     p.set_defaults(func=cmd_build, parser=p)
+
+    p = sub.add_parser("profile", help="merged engine vs the separate experts: latency, throughput, memory")
+    p.add_argument("target", nargs="?", help="bundle directory (built by `simokit build`)")
+    p.add_argument("--arch", help="profile random weights of a named encoder instead, e.g. vits14, vitb14")
+    p.add_argument("--size", type=int, default=224, help="input size for --arch (default: %(default)s)")
+    p.add_argument("--tasks", default="seg,depth,normal", help="heads for --arch (default: %(default)s)")
+    p.add_argument("--batches", default="1,8", help="batch sizes (default: %(default)s)")
+    p.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads (default: all cores)")
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--iters", type=int, default=30)
+    p.add_argument("--json", help="write the results as JSON here")
+    p.add_argument("--plot", help="write a latency bar plot (PNG) here")
+    p.set_defaults(func=cmd_profile, parser=p)
 
     p = sub.add_parser("inspect", help="show what a bundle or ONNX file holds")
     p.add_argument("path", help="bundle directory or .onnx file")

@@ -100,6 +100,9 @@ def test_build_then_inspect_and_run_the_bundle(
         assert (out / name).is_file()
     assert main(["inspect", str(out)]) == 0
     assert "output seg: int32" in capsys.readouterr().out
+    assert (out / "experts" / "seg.onnx").is_file()
+    assert main(["profile", str(out), "--iters", "2", "--warmup", "1", "--batches", "1"]) == 0
+    assert "ratio merged/separate p50" in capsys.readouterr().out
     pred = load(out).infer(np.zeros((40, 60, 3), np.uint8))
     assert pred["seg"].shape == (40, 60) and pred["seg"].dtype == np.int32
     assert pred["depth"].shape == (1, 40, 60)

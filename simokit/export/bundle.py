@@ -74,6 +74,7 @@ def write_bundle(
         )
         (tmp / META_FILE).write_text(meta.to_json())
         for name, src in (files or {}).items():
+            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(src, tmp / name)
         (tmp / "report.md").write_text(
             f"# Bundle report\n\n## Verification (torch vs ONNX Runtime)\n\n{report.table()}\n"

@@ -1,0 +1,1 @@
+"""Latency and memory of the merged engine against running the separate experts."""

@@ -1,0 +1,146 @@
+"""The merged graph against the separate expert graphs, on the same backend and the same input.
+
+Protocol: each graph gets its own ONNX Runtime session; every measurement warms up, then times
+`iters` calls. "separate" is what a robot running the experts would see: the expert sessions run
+one after another on each frame. "separate_alone" sums each expert timed on its own, a lower bound
+that hides the cache and thread contention of running several models.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from simokit.profile.bench import LatencyStats, matmul_peak_gflops, rss_mb, session, time_calls
+
+
+def _input_for(sess: Any, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
+    inp = sess.get_inputs()[0]
+    shape = [batch, *[int(d) for d in inp.shape[1:]]]
+    rng = np.random.default_rng(seed)
+    if "uint8" in inp.type:
+        return {inp.name: rng.integers(0, 256, size=shape, dtype=np.uint8)}
+    return {inp.name: rng.standard_normal(shape).astype(np.float32)}
+
+
+def profile_graphs(
+    merged: Path,
+    experts: dict[str, Path],
+    flops_per_image: float | None = None,
+    batches: tuple[int, ...] = (1, 8),
+    threads: int | None = None,
+    warmup: int = 5,
+    iters: int = 30,
+) -> dict[str, Any]:
+    """Latency, throughput, memory, sizes and achieved GFLOP/s; keys merged/separate/ratio/..."""
+    base_rss = rss_mb()
+    merged_sess = session(merged, threads)
+    merged_rss = rss_mb() - base_rss
+    expert_sess = {t: session(p, threads) for t, p in experts.items()}
+    experts_rss = rss_mb() - base_rss - merged_rss
+    result: dict[str, Any] = {"protocol": __doc__.split("\n\n")[1].replace("\n", " ") if __doc__ else ""}
+    by_batch: dict[str, Any] = {}
+    for batch in batches:
+        feed = _input_for(merged_sess, batch)
+        m = time_calls(partial(merged_sess.run, None, feed), batch, warmup, iters)
+        alone = {
+            t: time_calls(partial(s.run, None, feed), batch, warmup, iters) for t, s in expert_sess.items()
+        }
+
+        def in_turn(f: dict[str, np.ndarray] = feed) -> None:
+            for s in expert_sess.values():
+                s.run(None, f)
+
+        turn = time_calls(in_turn, batch, warmup, iters)
+        by_batch[str(batch)] = {
+            "merged": asdict(m),
+            "separate": asdict(turn),
+            "separate_alone": {t: asdict(s) for t, s in alone.items()},
+            "separate_alone_sum_p50_ms": sum(s.p50_ms for s in alone.values()),
+        }
+    b1 = by_batch[str(batches[0])]
+    result.update(
+        {
+            "merged": {
+                "p50_ms": b1["merged"]["p50_ms"],
+                "rss_mb": merged_rss,
+                "file_mb": merged.stat().st_size / 1e6,
+            },
+            "separate": {
+                "p50_ms": b1["separate"]["p50_ms"],
+                "alone_sum_p50_ms": b1["separate_alone_sum_p50_ms"],
+                "rss_mb": experts_rss,
+                "file_mb": sum(p.stat().st_size for p in experts.values()) / 1e6,
+            },
+            "ratio": b1["merged"]["p50_ms"] / b1["separate"]["p50_ms"],
+            "ratio_vs_alone_sum": b1["merged"]["p50_ms"] / b1["separate_alone_sum_p50_ms"],
+            "batches": by_batch,
+            "threads": threads,
+        }
+    )
+    peak, source = matmul_peak_gflops(threads=threads)
+    result["matmul_peak_gflops"] = {"value": peak, "measured_with": source}
+    if flops_per_image:
+        achieved = flops_per_image / (b1["merged"]["p50_ms"] / 1000.0) / 1e9 * int(batches[0])
+        result["flops_per_image"] = flops_per_image
+        result["merged"]["gflops_per_s"] = achieved
+        result["merged"]["fraction_of_peak"] = achieved / peak
+    return result
+
+
+def table(result: dict[str, Any]) -> str:
+    """Markdown table of the profile."""
+    lines = ["| batch | engine | p50 ms | p90 ms | p99 ms | images/s |", "|---|---|---|---|---|---|"]
+    for batch, r in result["batches"].items():
+        for name in ("merged", "separate"):
+            s = LatencyStats(**r[name])
+            lines.append(
+                f"| {batch} | {name} | {s.p50_ms:.2f} | {s.p90_ms:.2f} | {s.p99_ms:.2f} | "
+                f"{s.images_per_s:.1f} |"
+            )
+        lines.append(
+            f"| {batch} | separate, each alone (sum of p50) | {r['separate_alone_sum_p50_ms']:.2f} | | | |"
+        )
+    m, s = result["merged"], result["separate"]
+    lines += [
+        "",
+        f"ratio merged/separate p50: {result['ratio']:.3f} "
+        f"(vs experts timed alone: {result['ratio_vs_alone_sum']:.3f})",
+        f"memory (session RSS): merged {m['rss_mb']:.0f} MiB, separate {s['rss_mb']:.0f} MiB; files: merged "
+        f"{m['file_mb']:.1f} MB, separate {s['file_mb']:.1f} MB",
+        f"matmul peak: {result['matmul_peak_gflops']['value']:.0f} GFLOP/s "
+        f"({result['matmul_peak_gflops']['measured_with']})",
+    ]
+    if "gflops_per_s" in m:
+        lines.append(
+            f"merged: {result['flops_per_image'] / 1e9:.2f} GFLOP/image, {m['gflops_per_s']:.0f} GFLOP/s "
+            f"= {100 * m['fraction_of_peak']:.0f}% of the matmul peak"
+        )
+    return "\n".join(lines)
+
+
+def write_outputs(result: dict[str, Any], json_path: Path | None, plot_path: Path | None) -> None:
+    """Write the JSON and a bar plot of p50 latency per batch (merged vs separate)."""
+    if json_path:
+        json_path.write_text(json.dumps(result, indent=1))
+    if plot_path:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        batches = list(result["batches"])
+        fig, ax = plt.subplots(figsize=(4.5, 3.2))
+        x = np.arange(len(batches))
+        for i, name in enumerate(("merged", "separate")):
+            ax.bar(x + 0.4 * i, [result["batches"][b][name]["p50_ms"] for b in batches], 0.4, label=name)
+        ax.set_xticks(x + 0.2, [f"batch {b}" for b in batches])
+        ax.set_ylabel("p50 latency (ms)")
+        ax.legend()
+        fig.savefig(plot_path, dpi=110, bbox_inches="tight")
+        plt.close(fig)
