@@ -171,6 +171,16 @@ def cmd_profile(args: argparse.Namespace) -> int:
         else:
             raise SimokitError("give a bundle directory or --arch (e.g. --arch vits14 --size 224)")
         result = profile_graphs(merged, experts, flops, batches, args.threads, args.warmup, args.iters)
+    if args.arch:
+        import torch
+
+        from simokit.profile.arch import time_torch_eager
+
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        eager = time_torch_eager(args.arch, args.size, tasks, batches[0], args.warmup, args.iters)
+        result["torch_eager"] = {"p50_ms": eager.p50_ms, "batch": eager.batch}
+        result["ort_vs_torch_eager"] = result["merged"]["p50_ms"] / eager.p50_ms
     result["title"] = title
     print(f"{title}\n\n{table(result)}")
     write_outputs(result, Path(args.json) if args.json else None, Path(args.plot) if args.plot else None)

@@ -116,6 +116,11 @@ def table(result: dict[str, Any]) -> str:
         f"matmul peak: {result['matmul_peak_gflops']['value']:.0f} GFLOP/s "
         f"({result['matmul_peak_gflops']['measured_with']})",
     ]
+    if "torch_eager" in result:
+        lines.append(
+            f"PyTorch eager, same merged model: {result['torch_eager']['p50_ms']:.2f} ms p50 "
+            f"(ONNX Runtime / eager = {result['ort_vs_torch_eager']:.2f})"
+        )
     if "gflops_per_s" in m:
         lines.append(
             f"merged: {result['flops_per_image'] / 1e9:.2f} GFLOP/image, {m['gflops_per_s']:.0f} GFLOP/s "
