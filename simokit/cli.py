@@ -6,14 +6,10 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from simokit import __version__
 from simokit.errors import SimokitError
 from simokit.recipe import PipelineConfig
-
-if TYPE_CHECKING:
-    from simokit.export.onnx import ExportSpec
 
 
 def _pipeline_config(args: argparse.Namespace) -> PipelineConfig:
@@ -31,7 +27,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     cfg = _pipeline_config(args)
     result = run_demo(cfg, Path(args.out), progress=not args.quiet)
     print(result.table)
+    from simokit.profile.compare import table as profile_table
+
+    print(f"\n{profile_table(result.profile)}")
     print(f"\nreport:  {result.report}\nmerge:   {result.merge.report}\nmodel:   {result.merge.checkpoint}")
+    print(f"bundle:  {result.bundle}  (try: simokit inspect {result.bundle})")
     print("wall time: " + ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items()))
     return 0
 
@@ -80,74 +80,24 @@ def cmd_build(args: argparse.Namespace) -> int:
     """Experts in, one verified ONNX bundle out: merge (cached), re-align, export, verify, publish."""
     import tempfile
 
-    import numpy as np
-
-    from simokit.data import CLASS_NAMES, PALETTE
-    from simokit.export.bundle import write_bundle
+    from simokit.export.build import build_bundle
     from simokit.export.onnx import ExportSpec
-    from simokit.merge.workflow import file_sha256, merge_and_report
-    from simokit.profile.flops import vit_flops
-    from simokit.tasks import get_task
+    from simokit.merge.workflow import merge_and_report
     from simokit.train.pipeline import ensure_base, ensure_expert, load_data
 
     cfg = _pipeline_config(args)
-    spec = ExportSpec(
-        cfg.experts.tasks, cfg.data.size, cfg.data.size, input_kind=args.input, seg_output=args.seg_output
-    )
+    tasks, size = cfg.experts.tasks, cfg.data.size
+    spec = ExportSpec(tasks, size, size, input_kind=args.input, seg_output=args.seg_output)
     splits = load_data(cfg, progress=not args.quiet, merge=True)
     base = ensure_base(cfg, splits, progress=not args.quiet)
-    experts = [ensure_expert(cfg, t, splits, progress=not args.quiet) for t in cfg.experts.tasks]
+    experts = [ensure_expert(cfg, t, splits, progress=not args.quiet) for t in tasks]
     with tempfile.TemporaryDirectory() as work:
         merged = merge_and_report(
             cfg.merge, base, experts, splits, Path(work), cfg.eval_batch, not args.quiet
         )
-        row = merged.result.selected_row
-        model = merged.result.selected
-        if model is None or row is None or splits.test is None:
-            raise SimokitError("the merge study selected no model")
-        files = {p.name: p for p in [merged.report, *merged.plots]}
-        files.update(_export_experts(experts, spec, Path(work)))
-        extra = {
-            "merge": {
-                "method": row.method,
-                "hparams": row.hparams,
-                "selected_by": row.selected_by,
-                "realign": row.realign,
-                "test_score": row.score,
-                "test_metrics": row.metrics,
-            },
-            "fit_stats": merged.result.fit_stats.get(row.name, {}),
-            "sources": {p.name: file_sha256(p) for p in [base, *experts]},
-            "flops_per_image": vit_flops(
-                model.encoder.config.to_dict(),
-                spec.height,
-                spec.width,
-                [get_task(t).out_channels for t in spec.tasks],
-            ),
-        }
-        images = np.asarray(splits.test.image[: args.verify_images])
-        out = write_bundle(
-            args.out, model, spec, images, classes=CLASS_NAMES, palette=PALETTE, extra=extra, files=files
-        )
+        out, row = build_bundle(Path(args.out), merged, base, experts, splits, spec, args.verify_images)
     print(f"bundle: {out}  ({row.name}, test score {row.score:.3f})")
     return 0
-
-
-def _export_experts(paths: list[Path], spec: ExportSpec, work: Path) -> dict[str, Path]:
-    """Each expert alone with the bundle's pre/post-processing, for `simokit profile BUNDLE`."""
-    from dataclasses import replace
-
-    from simokit.export.onnx import export_onnx
-    from simokit.models.checkpoint import load_checkpoint, model_from_checkpoint
-
-    files = {}
-    for path in paths:
-        model = model_from_checkpoint(load_checkpoint(path))
-        task = next(iter(model.heads))
-        files[f"experts/{task}.onnx"] = export_onnx(
-            model, replace(spec, tasks=(task,)), work / f"expert-{task}.onnx"
-        )
-    return files
 
 
 def cmd_profile(args: argparse.Namespace) -> int:

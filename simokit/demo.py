@@ -11,12 +11,15 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from simokit.cache import atomic_path
 from simokit.data import PALETTE, SceneArrays, to_tensor_batch
+from simokit.export.build import build_bundle
+from simokit.export.onnx import ExportSpec
 from simokit.merge.report import table
 from simokit.merge.workflow import MergeOutputs, merge_and_report
 from simokit.models import MultiTaskModel
@@ -33,6 +36,8 @@ class DemoResult:
     report: Path
     figure: Path
     seconds: dict[str, float] = field(default_factory=dict)
+    bundle: Path | None = None
+    profile: dict[str, Any] = field(default_factory=dict)
 
     @property
     def table(self) -> str:
@@ -52,14 +57,31 @@ def run_demo(cfg: PipelineConfig, out: Path, progress: bool = True) -> DemoResul
     seconds["experts"] = time.perf_counter() - t0 - sum(seconds.values())
     merged = merge_and_report(cfg.merge, base, expert_paths, splits, out, cfg.eval_batch, progress)
     seconds["merge"] = time.perf_counter() - t0 - sum(seconds.values())
+    spec = ExportSpec(cfg.experts.tasks, cfg.data.size, cfg.data.size, input_kind="uint8")
+    bundle, _ = build_bundle(out / "bundle", merged, base, expert_paths, splits, spec)
+    seconds["build"] = time.perf_counter() - t0 - sum(seconds.values())
+    profile = _profile(bundle, out)
+    seconds["profile"] = time.perf_counter() - t0 - sum(seconds.values())
     experts = {t: load_model(p) for t, p in zip(cfg.experts.tasks, expert_paths, strict=True)}
     models = _figure_models(base, experts, merged)
     if splits.test is None:
         raise RuntimeError("load_data(merge=True) returned no test split")
     figure = write_figure(out / "predictions.png", splits.test, models)
     seconds["total"] = time.perf_counter() - t0
-    result = DemoResult(merged, out / "report.md", figure, seconds)
+    result = DemoResult(merged, out / "report.md", figure, seconds, bundle, profile)
     write_report(result, cfg)
+    return result
+
+
+def _profile(bundle: Path, out: Path) -> dict[str, Any]:
+    """A short latency profile of the bundle: merged graph vs the separate experts on ONNX Runtime."""
+    from simokit.profile.compare import profile_graphs, write_outputs
+    from simokit.runtime.bundle import MODEL_FILE, read_meta
+
+    meta = read_meta(bundle)
+    experts = {t: bundle / "experts" / f"{t}.onnx" for t in meta.tasks}
+    result = profile_graphs(bundle / MODEL_FILE, experts, meta.extra.get("flops_per_image"), (1, 8), iters=15)
+    write_outputs(result, out / "profile.json", out / "profile.png")
     return result
 
 
@@ -83,6 +105,7 @@ def write_report(result: DemoResult, cfg: PipelineConfig) -> Path:
     import yaml
 
     from simokit.config import to_dict
+    from simokit.profile.compare import table as profile_table
 
     times = ", ".join(f"{k} {v:.0f} s" for k, v in result.seconds.items())
     text = (
@@ -95,6 +118,9 @@ def write_report(result: DemoResult, cfg: PipelineConfig) -> Path:
         f"over tasks. Details, selection and plots: [merge_report.md]({result.merge.report.name}).\n\n"
         f"Columns per task: ground truth, expert, zero-shot, merged, merged + re-align.\n\n"
         f"![predictions]({result.figure.name})\n\n"
+        f"## Deployment\n\nBundle: `{result.bundle}` (one ONNX graph, uint8 input, verified "
+        "against torch).\n\n"
+        f"{profile_table(result.profile)}\n\n![latency](profile.png)\n\n"
         f"Wall time: {times}\n\n## Recipe\n\n"
         f"```yaml\n{yaml.safe_dump(to_dict(cfg), sort_keys=False)}```\n"
     )

@@ -43,7 +43,8 @@ def test_demo_end_to_end_then_cached(cache: Path, tmp_path: Path, capsys: pytest
     text = capsys.readouterr().out
     assert "| experts |" in text and "| zeroshot |" in text and "| sum (tap) + head re-align |" in text
     assert (out / "report.md").read_text().count("| zeroshot |") == 1
-    for name in ("predictions.png", "merge_alpha.png", "merge_tap.png"):
+    assert (out / "bundle" / "model.onnx").is_file() and (out / "profile.json").is_file()
+    for name in ("predictions.png", "merge_alpha.png", "merge_tap.png", "profile.png"):
         assert (out / name).stat().st_size > 1000
     merged = load_checkpoint(out / "merged.safetensors")
     assert merged.meta.kind == "merged" and merged.meta.tasks == ("seg", "depth", "normal")

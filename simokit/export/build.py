@@ -1,0 +1,77 @@
+"""`simokit build`: experts in, one verified bundle out (merge -> re-align -> export -> verify -> publish).
+
+The merge study is the cached one from `simokit merge`, so a build after a merge (or a demo) only
+exports and verifies.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from simokit.data import CLASS_NAMES, PALETTE
+from simokit.errors import SimokitError
+from simokit.export.bundle import write_bundle
+from simokit.export.onnx import ExportSpec, export_onnx
+from simokit.merge.study import Row
+from simokit.merge.workflow import MergeOutputs, file_sha256
+from simokit.models.checkpoint import load_checkpoint, model_from_checkpoint
+from simokit.profile.flops import vit_flops
+from simokit.tasks import get_task
+from simokit.train.pipeline import Splits
+
+
+def build_bundle(
+    out: Path,
+    merged: MergeOutputs,
+    base: Path,
+    experts: list[Path],
+    splits: Splits,
+    spec: ExportSpec,
+    verify_images: int = 8,
+) -> tuple[Path, Row]:
+    """Export the study's selected model and each expert, verify, and publish the bundle at `out`."""
+    row, model = merged.result.selected_row, merged.result.selected
+    if model is None or row is None or splits.test is None:
+        raise SimokitError("the merge study selected no model")
+    with tempfile.TemporaryDirectory() as work:
+        files = {p.name: p for p in [merged.report, *merged.plots]}
+        files.update(export_experts(experts, spec, Path(work)))
+        extra = {
+            "merge": {
+                "method": row.method,
+                "hparams": row.hparams,
+                "selected_by": row.selected_by,
+                "realign": row.realign,
+                "test_score": row.score,
+                "test_metrics": row.metrics,
+            },
+            "fit_stats": merged.result.fit_stats.get(row.name, {}),
+            "sources": {p.name: file_sha256(p) for p in [base, *experts]},
+            "flops_per_image": vit_flops(
+                model.encoder.config.to_dict(),
+                spec.height,
+                spec.width,
+                [get_task(t).out_channels for t in spec.tasks],
+            ),
+        }
+        images = np.asarray(splits.test.image[:verify_images])
+        path = write_bundle(
+            out, model, spec, images, classes=CLASS_NAMES, palette=PALETTE, extra=extra, files=files
+        )
+    return path, row
+
+
+def export_experts(paths: list[Path], spec: ExportSpec, work: Path) -> dict[str, Path]:
+    """Each expert alone with the bundle's pre/post-processing, for `simokit profile BUNDLE`."""
+    files = {}
+    for path in paths:
+        model = model_from_checkpoint(load_checkpoint(path))
+        task = next(iter(model.heads))
+        files[f"experts/{task}.onnx"] = export_onnx(
+            model, replace(spec, tasks=(task,)), work / f"expert-{task}.onnx"
+        )
+    return files
