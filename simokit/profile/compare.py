@@ -9,6 +9,8 @@ that hides the cache and thread contention of running several models.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from dataclasses import asdict
 from functools import partial
 from pathlib import Path
@@ -16,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from simokit.profile.bench import LatencyStats, matmul_peak_gflops, rss_mb, session, time_calls
+from simokit.profile.bench import LatencyStats, matmul_peak_gflops, session, time_calls
 
 
 def _input_for(sess: Any, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
@@ -26,6 +28,38 @@ def _input_for(sess: Any, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
     if "uint8" in inp.type:
         return {inp.name: rng.integers(0, 256, size=shape, dtype=np.uint8)}
     return {inp.name: rng.standard_normal(shape).astype(np.float32)}
+
+
+_RSS_PROBE = """
+import sys
+import numpy as np
+from simokit.profile.bench import rss_mb, session
+from simokit.profile.compare import _input_for
+threads = int(sys.argv[1]) or None
+before = rss_mb()
+sessions = [session(p, threads) for p in sys.argv[2:]]
+for s in sessions:
+    s.run(None, _input_for(s, 1))
+print(rss_mb() - before)
+"""
+
+
+def sessions_rss_mb(paths: list[Path], threads: int | None = None) -> float:
+    """Resident memory that loading and running `paths` once adds, measured in a fresh process.
+
+    In-process numbers mislead: the first session pays for ORT's thread pools and arenas, and memory
+    freed by earlier work is reused.
+    """
+    proc = subprocess.run(
+        [sys.executable, "-c", _RSS_PROBE, str(threads or 0), *map(str, paths)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    try:
+        return float(proc.stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        return float("nan")
 
 
 def profile_graphs(
@@ -38,11 +72,10 @@ def profile_graphs(
     iters: int = 30,
 ) -> dict[str, Any]:
     """Latency, throughput, memory, sizes and achieved GFLOP/s; keys merged/separate/ratio/..."""
-    base_rss = rss_mb()
+    merged_rss = sessions_rss_mb([merged], threads)
+    experts_rss = sessions_rss_mb(list(experts.values()), threads)
     merged_sess = session(merged, threads)
-    merged_rss = rss_mb() - base_rss
     expert_sess = {t: session(p, threads) for t, p in experts.items()}
-    experts_rss = rss_mb() - base_rss - merged_rss
     result: dict[str, Any] = {"protocol": __doc__.split("\n\n")[1].replace("\n", " ") if __doc__ else ""}
     by_batch: dict[str, Any] = {}
     for batch in batches:
@@ -111,8 +144,9 @@ def table(result: dict[str, Any]) -> str:
         "",
         f"ratio merged/separate p50: {result['ratio']:.3f} "
         f"(vs experts timed alone: {result['ratio_vs_alone_sum']:.3f})",
-        f"memory (session RSS): merged {m['rss_mb']:.0f} MiB, separate {s['rss_mb']:.0f} MiB; files: merged "
-        f"{m['file_mb']:.1f} MB, separate {s['file_mb']:.1f} MB",
+        f"memory (RSS added by loading and one run, fresh process): merged {m['rss_mb']:.0f} MiB, "
+        f"separate {s['rss_mb']:.0f} MiB; files: merged {m['file_mb']:.1f} MB, "
+        f"separate {s['file_mb']:.1f} MB",
         f"matmul peak: {result['matmul_peak_gflops']['value']:.0f} GFLOP/s "
         f"({result['matmul_peak_gflops']['measured_with']})",
     ]

@@ -53,6 +53,7 @@ def test_profile_arch_cli_writes_json_and_plot(tmp_path: Path, capsys: pytest.Ca
     assert set(result["batches"]) == {"1", "2"}
     assert set(result["batches"]["1"]["separate_alone"]) == {"seg", "depth", "normal"}
     assert result["merged"]["file_mb"] < result["separate"]["file_mb"]
+    assert 0 < result["merged"]["rss_mb"] < result["separate"]["rss_mb"]
     assert result["merged"]["fraction_of_peak"] > 0
     assert plot.stat().st_size > 1000
     assert "ratio merged/separate p50" in capsys.readouterr().out
