@@ -87,8 +87,107 @@ class _Timer:
         self.seconds[self.key] = self.seconds.get(self.key, 0.0) + time.perf_counter() - self.t0
 
 
-def _evaluate(model: MultiTaskModel, data: SceneArrays, inputs: Inputs, batch: int) -> Metrics:
-    return evaluate(model, data, inputs.tasks, batch, num_classes=inputs.num_classes)
+@dataclass
+class _Study:
+    """The context every step of a study shares, so steps take what they vary over, not ten arguments."""
+
+    inputs: Inputs
+    cfg: MergeConfig
+    val: SceneArrays
+    calib: SceneArrays
+    test: SceneArrays
+    eval_batch: int
+    res: StudyResult = field(default_factory=StudyResult)
+    feats: dict[str, Any] = field(default_factory=dict)  # expert features on the re-alignment images
+    tap_ref: TapReference | None = None
+
+    def evaluate(self, model: MultiTaskModel, data: SceneArrays) -> Metrics:
+        """Metrics of every task of `model` on `data`."""
+        return evaluate(model, data, self.inputs.tasks, self.eval_batch, num_classes=self.inputs.num_classes)
+
+    def merge(self, method: str, hp: dict[str, Any]) -> DinoVisionTransformer:
+        """The merged encoder for one grid point."""
+        states = list(self.inputs.expert_states.values())
+        return self.inputs.make_encoder(merge_state_dicts(self.inputs.base_state, states, method, **hp))
+
+    def realign(self, merged: DinoVisionTransformer, mode: str) -> RealignResult:
+        """Re-align `merged` to the heads with `mode` on the calibration images."""
+        cfg = self.cfg
+        if mode in ("lora", "finetune"):
+            learn: Callable[..., RealignResult] = lora_realign if mode == "lora" else finetune_heads
+            return learn(
+                merged,
+                self.inputs.heads,
+                self.calib,
+                n_images=cfg.realign_images,
+                steps=cfg.finetune_steps,
+                lr=cfg.finetune_lr,
+                batch=cfg.batch,
+            )
+        return fit_realignment(
+            merged,
+            {},
+            self.inputs.heads,
+            self.calib,
+            mode=mode,
+            n_images=cfg.realign_images,
+            ridge=cfg.ridge,
+            batch=cfg.batch,
+            expert_features=self.feats,
+        )
+
+    def score(self, method: str, hp: dict[str, Any]) -> Candidate:
+        """TAP, aligned TAP and validation scores (plain and head re-aligned) of one grid point."""
+        if self.tap_ref is None:
+            raise RuntimeError("the TAP reference must be computed before scoring candidates")
+        merged, cand, res = self.merge(method, hp), Candidate(method, hp), self.res
+        with _Timer(res.seconds, "tap_select"):
+            cand.tap = tap_score(merged, self.tap_ref)["mean"]
+        with _Timer(res.seconds, "eval_select"):
+            plain = MultiTaskModel(merged, dict(self.inputs.heads)).eval()
+            cand.val_score = normalized_score(self.evaluate(plain, self.val), res.expert_val)
+        with _Timer(res.seconds, "tap_aligned_select"):
+            fitted = self.realign(merged, "head")
+            cand.tap_aligned = sum(v["residual_after"] for v in fitted.stats.values()) / len(fitted.stats)
+        realigned = realigned_model(merged, fitted)
+        cand.val_score_realigned = normalized_score(self.evaluate(realigned, self.val), res.expert_val)
+        return cand
+
+    def row(self, name: str, cand: Candidate | None, by: str, realign: str, metrics: Metrics) -> Row:
+        """A table row scored against the experts' test metrics."""
+        method, hp = (cand.method, cand.hparams) if cand else ("zeroshot", {})
+        return Row(name, method, hp, by, realign, metrics, normalized_score(metrics, self.res.expert_test))
+
+    def final_rows(self, cand: Candidate, by: str, memo: dict[int, Evaluated]) -> None:
+        """Test rows of the pick `cand` of criterion `by`; marks the deployable selection."""
+        if id(cand) not in memo:  # two criteria often pick the same candidate: evaluate it once
+            memo[id(cand)] = self.evaluate_pick(cand)
+        name = f"{cand.method} ({by})"
+        for mode, (metrics, stats, model) in memo[id(cand)].items():
+            row = self.row(name if mode == "none" else f"{name} + {mode} re-align", cand, by, mode, metrics)
+            self.res.rows.append(row)
+            if mode == "none":
+                continue
+            self.res.fit_stats[row.name] = stats
+            cfg = self.cfg
+            if by == cfg.select and mode == cfg.realign[0] and cand is pick(self.res.candidates, cfg.select):
+                # Across methods too the choice uses the selection criterion, never the test split.
+                self.res.selected, self.res.selected_row = model, row
+
+    def evaluate_pick(self, cand: Candidate) -> Evaluated:
+        """Test metrics of one pick without re-alignment and with each re-alignment variant."""
+        merged = self.merge(cand.method, cand.hparams)
+        plain = MultiTaskModel(merged, dict(self.inputs.heads)).eval()
+        out: Evaluated = {"none": (self.evaluate(plain, self.test), {}, plain)}
+        for mode in self.cfg.realign:
+            with _Timer(self.res.seconds, f"realign_{mode}"):
+                fitted = self.realign(merged, mode)
+            model = realigned_model(merged, fitted)
+            out[mode] = (self.evaluate(model, self.test), fitted.stats, model)
+        return out
+
+
+Evaluated = dict[str, tuple[Metrics, dict[str, dict[str, float]], MultiTaskModel]]
 
 
 def run_study(
@@ -101,32 +200,29 @@ def run_study(
     progress: bool = True,
 ) -> StudyResult:
     """Grid-search every method in `cfg`, select, re-align and evaluate the picks on `test`."""
-    res = StudyResult()
-    base = inputs.make_encoder(inputs.base_state)
-    experts = {t: inputs.make_encoder(sd) for t, sd in inputs.expert_states.items()}
     for method in cfg.methods:
         get_method(method)  # unknown names fail before any work
+    study = _Study(inputs, cfg, val, calib, test, eval_batch)
+    res = study.res
+    base = inputs.make_encoder(inputs.base_state)
+    experts = {t: inputs.make_encoder(sd) for t, sd in inputs.expert_states.items()}
     res.expert_val = _expert_metrics(experts, inputs, val, eval_batch)
     res.expert_test = _expert_metrics(experts, inputs, test, eval_batch)
     parts = {t: head_parts(h, base.depth) for t, h in inputs.heads.items()}
     with _Timer(res.seconds, "tap_reference"):
         tap_batches = list(image_batches(calib, cfg.tap_images, cfg.batch))
-        tap_ref = tap_reference(base, experts, parts, tap_batches, cfg.tap_metric)
-    realign_feats = _expert_features(experts, inputs.heads, cfg, calib)
+        study.tap_ref = tap_reference(base, experts, parts, tap_batches, cfg.tap_metric)
+    study.feats = _expert_features(experts, inputs.heads, cfg, calib)
     grid = [(m, hp) for m in cfg.methods for hp in cfg.grids.get(m) or get_method(m).grid()]
     for method, hp in tqdm(grid, desc="merge grid", disable=not progress, leave=False):
-        res.candidates.append(
-            _score_candidate(inputs, method, hp, cfg, val, calib, tap_ref, realign_feats, res, eval_batch)
-        )
+        res.candidates.append(study.score(method, hp))
     zeroshot = MultiTaskModel(base, dict(inputs.heads)).eval()
-    res.rows.append(
-        _row("zeroshot", "zeroshot", {}, "-", "none", _evaluate(zeroshot, test, inputs, eval_batch), res)
-    )
+    res.rows.append(study.row("zeroshot", None, "-", "none", study.evaluate(zeroshot, test)))
     memo: dict[int, Evaluated] = {}
     for method in cfg.methods:
         mine = [c for c in res.candidates if c.method == method]
         for by in SELECT_CRITERIA:
-            _final_rows(inputs, pick(mine, by), by, cfg, calib, test, realign_feats, res, eval_batch, memo)
+            study.final_rows(pick(mine, by), by, memo)
     return res
 
 
@@ -137,135 +233,6 @@ def _expert_metrics(
     for task, enc in experts.items():
         model = MultiTaskModel(enc, {task: inputs.heads[task]}).eval()
         out.update(evaluate(model, data, (task,), batch, num_classes=inputs.num_classes))
-    return out
-
-
-def _merge(inputs: Inputs, method: str, hp: dict[str, Any]) -> DinoVisionTransformer:
-    state = merge_state_dicts(inputs.base_state, list(inputs.expert_states.values()), method, **hp)
-    return inputs.make_encoder(state)
-
-
-def _realign(
-    merged: DinoVisionTransformer,
-    inputs: Inputs,
-    mode: str,
-    cfg: MergeConfig,
-    calib: SceneArrays,
-    feats: dict[str, Any],
-) -> RealignResult:
-    if mode in ("lora", "finetune"):
-        learn: Callable[..., RealignResult] = lora_realign if mode == "lora" else finetune_heads
-        return learn(
-            merged,
-            inputs.heads,
-            calib,
-            n_images=cfg.realign_images,
-            steps=cfg.finetune_steps,
-            lr=cfg.finetune_lr,
-            batch=cfg.batch,
-        )
-    return fit_realignment(
-        merged,
-        {},
-        inputs.heads,
-        calib,
-        mode=mode,
-        n_images=cfg.realign_images,
-        ridge=cfg.ridge,
-        batch=cfg.batch,
-        expert_features=feats,
-    )
-
-
-def _score_candidate(
-    inputs: Inputs,
-    method: str,
-    hp: dict[str, Any],
-    cfg: MergeConfig,
-    val: SceneArrays,
-    calib: SceneArrays,
-    tap_ref: TapReference,
-    feats: dict[str, Any],
-    res: StudyResult,
-    eval_batch: int,
-) -> Candidate:
-    merged = _merge(inputs, method, hp)
-    cand = Candidate(method, hp)
-    with _Timer(res.seconds, "tap_select"):
-        cand.tap = tap_score(merged, tap_ref)["mean"]
-    with _Timer(res.seconds, "eval_select"):
-        plain = MultiTaskModel(merged, dict(inputs.heads)).eval()
-        cand.val_score = normalized_score(_evaluate(plain, val, inputs, eval_batch), res.expert_val)
-    with _Timer(res.seconds, "tap_aligned_select"):
-        fitted = _realign(merged, inputs, "head", cfg, calib, feats)
-        cand.tap_aligned = sum(v["residual_after"] for v in fitted.stats.values()) / len(fitted.stats)
-    realigned = realigned_model(merged, fitted)
-    cand.val_score_realigned = normalized_score(_evaluate(realigned, val, inputs, eval_batch), res.expert_val)
-    return cand
-
-
-def _row(
-    name: str, method: str, hp: dict[str, Any], by: str, realign: str, metrics: Metrics, res: StudyResult
-) -> Row:
-    return Row(name, method, hp, by, realign, metrics, normalized_score(metrics, res.expert_test))
-
-
-Evaluated = dict[str, tuple[Metrics, dict[str, dict[str, float]], MultiTaskModel]]
-
-
-def _final_rows(
-    inputs: Inputs,
-    cand: Candidate,
-    by: str,
-    cfg: MergeConfig,
-    calib: SceneArrays,
-    test: SceneArrays,
-    feats: dict[str, Any],
-    res: StudyResult,
-    eval_batch: int,
-    memo: dict[int, Evaluated],
-) -> None:
-    if id(cand) not in memo:  # two criteria often pick the same candidate: evaluate it once
-        memo[id(cand)] = _evaluate_pick(inputs, cand, cfg, calib, test, feats, res, eval_batch)
-    name = f"{cand.method} ({by})"
-    for mode, (metrics, stats, model) in memo[id(cand)].items():
-        row = _row(
-            name if mode == "none" else f"{name} + {mode} re-align",
-            cand.method,
-            cand.hparams,
-            by,
-            mode,
-            metrics,
-            res,
-        )
-        res.rows.append(row)
-        if mode == "none":
-            continue
-        res.fit_stats[row.name] = stats
-        if by == cfg.select and mode == cfg.realign[0] and cand is pick(res.candidates, cfg.select):
-            # Across methods too the choice uses the selection criterion, never the test split.
-            res.selected, res.selected_row = model, row
-
-
-def _evaluate_pick(
-    inputs: Inputs,
-    cand: Candidate,
-    cfg: MergeConfig,
-    calib: SceneArrays,
-    test: SceneArrays,
-    feats: dict[str, Any],
-    res: StudyResult,
-    eval_batch: int,
-) -> Evaluated:
-    """Test metrics of one pick without re-alignment and with each re-alignment variant."""
-    merged = _merge(inputs, cand.method, cand.hparams)
-    plain = MultiTaskModel(merged, dict(inputs.heads)).eval()
-    out: Evaluated = {"none": (_evaluate(plain, test, inputs, eval_batch), {}, plain)}
-    for mode in cfg.realign:
-        with _Timer(res.seconds, f"realign_{mode}"):
-            fitted = _realign(merged, inputs, mode, cfg, calib, feats)
-        model = realigned_model(merged, fitted)
-        out[mode] = (_evaluate(model, test, inputs, eval_batch), fitted.stats, model)
     return out
 
 
@@ -301,11 +268,11 @@ def rebuild_selected(inputs: Inputs, res: StudyResult, cfg: MergeConfig, calib: 
     row = res.selected_row
     if row is None:
         raise RuntimeError("cached merge study has no selected model")
-    merged = _merge(inputs, row.method, row.hparams)
+    study = _Study(inputs, cfg, calib, calib, calib, eval_batch=1, res=res)
     encoders = {t: inputs.make_encoder(sd) for t, sd in inputs.expert_states.items()}
-    feats = _expert_features(encoders, inputs.heads, cfg, calib)
-    fitted = _realign(merged, inputs, row.realign, cfg, calib, feats)
-    res.selected = realigned_model(merged, fitted)
+    study.feats = _expert_features(encoders, inputs.heads, cfg, calib)
+    merged = study.merge(row.method, row.hparams)
+    res.selected = realigned_model(merged, study.realign(merged, row.realign))
 
 
 def _expert_features(
