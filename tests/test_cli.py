@@ -104,6 +104,13 @@ def test_build_then_inspect_and_run_the_bundle(
     assert (out / "experts" / "seg.onnx").is_file()
     assert main(["profile", str(out), "--iters", "2", "--warmup", "1", "--batches", "1"]) == 0
     assert "ratio merged/separate p50" in capsys.readouterr().out
-    pred = load(out).infer(np.zeros((40, 60, 3), np.uint8))
+    frame = np.random.default_rng(0).integers(0, 256, size=(40, 60, 3), dtype=np.uint8)
+    pred = load(out).infer(frame)
     assert pred["seg"].shape == (40, 60) and pred["seg"].dtype == np.int32
     assert pred["depth"].shape == (1, 40, 60)
+    reference = load(out, backend="torch")  # the bundle's merged.safetensors in PyTorch
+    ref = reference.infer(frame)
+    assert (ref["seg"] == pred["seg"]).mean() > 0.999
+    np.testing.assert_allclose(ref["normal"], pred["normal"], rtol=0, atol=1e-4)
+    np.testing.assert_allclose(ref["depth"], pred["depth"], rtol=1e-4, atol=0)
+    assert reference.describe().startswith("torch")

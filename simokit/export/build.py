@@ -38,7 +38,7 @@ def build_bundle(
     if model is None or row is None or splits.test is None:
         raise SimokitError("the merge study selected no model")
     with tempfile.TemporaryDirectory() as work:
-        files = {p.name: p for p in [merged.report, *merged.plots]}
+        files = {p.name: p for p in [merged.report, *merged.plots, merged.checkpoint]}
         files.update(export_experts(experts, spec, Path(work)))
         extra = {
             "merge": {

@@ -15,7 +15,7 @@ import numpy as np
 from simokit.errors import ConfigError, ShapeError
 from simokit.runtime.bundle import BundleMeta, read_meta
 
-BACKENDS = ("auto", "onnxruntime")
+BACKENDS = ("auto", "onnxruntime", "torch")
 
 
 class Engine(ABC):
@@ -55,10 +55,14 @@ class Engine(ABC):
 
 
 def load(path: str | Path, backend: str = "auto", threads: int | None = None) -> Engine:
-    """Open a bundle directory with `backend` ('auto' picks the best available and says which)."""
+    """Open a bundle with `backend`: 'auto' = ONNX Runtime (CUDA if present), 'torch' = reference."""
     if backend not in BACKENDS:
         raise ConfigError(f"unknown backend '{backend}'; choose from {', '.join(BACKENDS)}")
     meta = read_meta(path)
+    if backend == "torch":
+        from simokit.runtime.backends.torch import TorchEngine
+
+        return TorchEngine(Path(path), meta)
     from simokit.runtime.backends.ort import OrtEngine
 
     return OrtEngine(Path(path), meta, threads=threads)

@@ -13,7 +13,7 @@ import torch
 
 from simokit.cli import main
 from simokit.data import PALETTE, to_tensor_batch
-from simokit.errors import ShapeError
+from simokit.errors import ConfigError, ShapeError
 from simokit.export.bundle import write_bundle
 from simokit.export.onnx import ExportSpec
 from simokit.models import HeadConfig, MultiTaskModel, build_encoder, build_head
@@ -86,6 +86,10 @@ def test_bad_frames_and_bundles_are_named_errors(bundle: Path, tmp_path: Path) -
         engine.infer(np.zeros((56, 56, 3), np.float32))
     with pytest.raises(ShapeError, match=r"\(H, W, 3\)"):
         engine.infer(np.zeros((56, 56), np.uint8))
+    with pytest.raises(BundleError, match=r"no merged\.safetensors"):
+        load(bundle, backend="torch")
+    with pytest.raises(ConfigError, match="unknown backend"):
+        load(bundle, backend="tensorflow")
     with pytest.raises(BundleError, match="not a directory"):
         load(tmp_path / "missing")
     broken = tmp_path / "broken"
