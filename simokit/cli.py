@@ -59,7 +59,7 @@ def cmd_merge(args: argparse.Namespace) -> int:
     """Merge the experts (given, or the recipe's cached ones), select, re-align, report."""
     from simokit.merge.report import table
     from simokit.merge.workflow import merge_and_report
-    from simokit.train.pipeline import ensure_base, ensure_expert, load_data
+    from simokit.train.pipeline import ensure_experts, load_data
 
     cfg = _pipeline_config(args)
     if bool(args.base) != bool(args.experts):
@@ -68,8 +68,7 @@ def cmd_merge(args: argparse.Namespace) -> int:
     if args.base:
         base, experts = Path(args.base), [Path(p) for p in args.experts]
     else:
-        base = ensure_base(cfg, splits, progress=not args.quiet)
-        experts = [ensure_expert(cfg, t, splits, progress=not args.quiet) for t in cfg.experts.tasks]
+        base, experts = ensure_experts(cfg, splits, progress=not args.quiet)
     out = merge_and_report(cfg.merge, base, experts, splits, Path(args.out), cfg.eval_batch, not args.quiet)
     print(table(out.result.rows, out.result.expert_test))
     print(f"\nmerged checkpoint: {out.checkpoint}\nreport: {out.report}")
@@ -83,14 +82,13 @@ def cmd_build(args: argparse.Namespace) -> int:
     from simokit.export.build import build_bundle
     from simokit.export.onnx import ExportSpec
     from simokit.merge.workflow import merge_and_report
-    from simokit.train.pipeline import ensure_base, ensure_expert, load_data
+    from simokit.train.pipeline import ensure_experts, load_data
 
     cfg = _pipeline_config(args)
     tasks, size = cfg.experts.tasks, cfg.data.size
     spec = ExportSpec(tasks, size, size, input_kind=args.input, seg_output=args.seg_output)
     splits = load_data(cfg, progress=not args.quiet, merge=True)
-    base = ensure_base(cfg, splits, progress=not args.quiet)
-    experts = [ensure_expert(cfg, t, splits, progress=not args.quiet) for t in tasks]
+    base, experts = ensure_experts(cfg, splits, progress=not args.quiet)
     with tempfile.TemporaryDirectory() as work:
         merged = merge_and_report(
             cfg.merge, base, experts, splits, Path(work), cfg.eval_batch, not args.quiet
@@ -104,7 +102,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
     """Time the merged graph against the separate experts (a bundle, or random weights of --arch)."""
     import tempfile
 
-    from simokit.profile.compare import profile_graphs, table, write_outputs
+    from simokit.profile.compare import bundle_graphs, profile_graphs, table, write_outputs
 
     batches = tuple(int(b) for b in args.batches.split(","))
     flops: float | None
@@ -116,7 +114,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
             merged, experts, flops = export_arch(args.arch, args.size, tasks, Path(work))
             title = f"{args.arch} at {args.size}px, tasks {', '.join(tasks)}, random weights"
         elif args.target:
-            merged, experts, flops = _bundle_graphs(Path(args.target))
+            merged, experts, flops = bundle_graphs(Path(args.target))
             title = f"bundle {args.target}"
         else:
             raise SimokitError("give a bundle directory or --arch (e.g. --arch vits14 --size 224)")
@@ -135,17 +133,6 @@ def cmd_profile(args: argparse.Namespace) -> int:
     print(f"{title}\n\n{table(result)}")
     write_outputs(result, Path(args.json) if args.json else None, Path(args.plot) if args.plot else None)
     return 0
-
-
-def _bundle_graphs(root: Path) -> tuple[Path, dict[str, Path], float | None]:
-    from simokit.runtime.bundle import MODEL_FILE, BundleError, read_meta
-
-    meta = read_meta(root)
-    experts = {t: root / "experts" / f"{t}.onnx" for t in meta.tasks}
-    missing = [str(p) for p in experts.values() if not p.is_file()]
-    if missing:
-        raise BundleError(f"{root}: no separate expert graphs ({missing[0]}); rebuild with `simokit build`")
-    return root / MODEL_FILE, experts, meta.extra.get("flops_per_image")
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:

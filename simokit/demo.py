@@ -25,7 +25,7 @@ from simokit.merge.workflow import MergeOutputs, merge_and_report
 from simokit.models import MultiTaskModel
 from simokit.recipe import PipelineConfig
 from simokit.runtime.overlay import colorize_depth, colorize_seg, gray_to_rgb, normals_to_rgb, panel
-from simokit.train.pipeline import ensure_base, ensure_expert, load_data, load_encoder, load_model
+from simokit.train.pipeline import ensure_base, ensure_experts, load_data, load_encoder, load_model
 
 
 @dataclass
@@ -53,7 +53,7 @@ def run_demo(cfg: PipelineConfig, out: Path, progress: bool = True) -> DemoResul
     seconds["data"] = time.perf_counter() - t0
     base = ensure_base(cfg, splits, progress)
     seconds["base"] = time.perf_counter() - t0 - sum(seconds.values())
-    expert_paths = [ensure_expert(cfg, t, splits, progress) for t in cfg.experts.tasks]
+    _, expert_paths = ensure_experts(cfg, splits, progress)
     seconds["experts"] = time.perf_counter() - t0 - sum(seconds.values())
     merged = merge_and_report(cfg.merge, base, expert_paths, splits, out, cfg.eval_batch, progress)
     seconds["merge"] = time.perf_counter() - t0 - sum(seconds.values())
@@ -75,12 +75,10 @@ def run_demo(cfg: PipelineConfig, out: Path, progress: bool = True) -> DemoResul
 
 def _profile(bundle: Path, out: Path) -> dict[str, Any]:
     """A short latency profile of the bundle: merged graph vs the separate experts on ONNX Runtime."""
-    from simokit.profile.compare import profile_graphs, write_outputs
-    from simokit.runtime.bundle import MODEL_FILE, read_meta
+    from simokit.profile.compare import bundle_graphs, profile_graphs, write_outputs
 
-    meta = read_meta(bundle)
-    experts = {t: bundle / "experts" / f"{t}.onnx" for t in meta.tasks}
-    result = profile_graphs(bundle / MODEL_FILE, experts, meta.extra.get("flops_per_image"), (1, 8), iters=15)
+    merged, experts, flops = bundle_graphs(bundle)
+    result = profile_graphs(merged, experts, flops, (1, 8), iters=15)
     write_outputs(result, out / "profile.json", out / "profile.png")
     return result
 

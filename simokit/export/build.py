@@ -16,7 +16,7 @@ from simokit.data import CLASS_NAMES, PALETTE
 from simokit.errors import SimokitError
 from simokit.export.bundle import write_bundle
 from simokit.export.onnx import ExportSpec, export_onnx
-from simokit.merge.study import Row
+from simokit.merge.study import Row, row_summary
 from simokit.merge.workflow import MergeOutputs, file_sha256
 from simokit.models.checkpoint import load_checkpoint, model_from_checkpoint
 from simokit.profile.flops import vit_flops
@@ -41,14 +41,7 @@ def build_bundle(
         files = {p.name: p for p in [merged.report, *merged.plots, merged.checkpoint]}
         files.update(export_experts(experts, spec, Path(work)))
         extra = {
-            "merge": {
-                "method": row.method,
-                "hparams": row.hparams,
-                "selected_by": row.selected_by,
-                "realign": row.realign,
-                "test_score": row.score,
-                "test_metrics": row.metrics,
-            },
+            "merge": row_summary(row),
             "fit_stats": merged.result.fit_stats.get(row.name, {}),
             "sources": {p.name: file_sha256(p) for p in [base, *experts]},
             "flops_per_image": vit_flops(

@@ -22,7 +22,6 @@ import torch
 from simokit.merge.features import BatchFeatures, Part, collect, rows
 from simokit.models import DinoVisionTransformer
 
-TAP_METRICS = ("l2", "cosine")
 SELECT_CRITERIA = ("eval", "tap", "tap_aligned")
 
 

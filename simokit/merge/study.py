@@ -62,6 +62,18 @@ class Row:
     score: float
 
 
+def row_summary(row: Row) -> dict[str, Any]:
+    """How a row's model was made and how it scored, for checkpoint and bundle metadata."""
+    return {
+        "method": row.method,
+        "hparams": row.hparams,
+        "selected_by": row.selected_by,
+        "realign": row.realign,
+        "test_score": row.score,
+        "test_metrics": row.metrics,
+    }
+
+
 @dataclass
 class StudyResult:
     """Candidates with their scores, final test rows, timings and the selected deployable model."""

@@ -20,6 +20,7 @@ from simokit.merge.study import (
     rebuild_selected,
     result_from_json,
     result_to_json,
+    row_summary,
     run_study,
 )
 from simokit.models.checkpoint import CheckpointMeta, save_checkpoint, state_hash
@@ -125,16 +126,8 @@ def _write_checkpoint(
         std=base_meta.std,
         base_hash=base_meta.base_hash or state_hash(encoder),
         extra={
-            "merge": {
-                "method": row.method,
-                "hparams": row.hparams,
-                "selected_by": row.selected_by,
-                "realign": row.realign,
-                "recipe": to_dict(cfg),
-            },
+            "merge": {**row_summary(row), "recipe": to_dict(cfg)},
             "fit_stats": result.fit_stats.get(row.name, {}),
-            "test_metrics": row.metrics,
-            "test_score": row.score,
             "experts": experts,
         },
     )

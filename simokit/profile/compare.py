@@ -62,6 +62,18 @@ def sessions_rss_mb(paths: list[Path], threads: int | None = None) -> float:
         return float("nan")
 
 
+def bundle_graphs(root: Path) -> tuple[Path, dict[str, Path], float | None]:
+    """A bundle's merged graph, its per-expert graphs and its FLOPs per image, for `profile_graphs`."""
+    from simokit.runtime.bundle import MODEL_FILE, BundleError, read_meta
+
+    meta = read_meta(root)
+    experts = {t: root / "experts" / f"{t}.onnx" for t in meta.tasks}
+    missing = [str(p) for p in experts.values() if not p.is_file()]
+    if missing:
+        raise BundleError(f"{root}: no separate expert graphs ({missing[0]}); rebuild with `simokit build`")
+    return root / MODEL_FILE, experts, meta.extra.get("flops_per_image")
+
+
 def profile_graphs(
     merged: Path,
     experts: dict[str, Path],

@@ -25,12 +25,6 @@ class TaskSpec:
     metrics: dict[str, bool]
     primary: str
 
-    def with_classes(self, num_classes: int) -> TaskSpec:
-        """Return a copy whose output channel count is `num_classes` (segmentation only)."""
-        if self.name != "seg":
-            raise ConfigError(f"task '{self.name}' has a fixed channel count; only 'seg' takes classes")
-        return TaskSpec(self.name, num_classes, self.activation, self.metrics, self.primary)
-
 
 TASKS: dict[str, TaskSpec] = {
     "seg": TaskSpec("seg", 11, "none", {"miou": True, "pix_acc": True}, "miou"),

@@ -135,6 +135,12 @@ def ensure_expert(cfg: PipelineConfig, task: str, splits: Splits, progress: bool
     return save_checkpoint(path, meta, model.encoder.state_dict(), {task: model.heads[task].state_dict()})
 
 
+def ensure_experts(cfg: PipelineConfig, splits: Splits, progress: bool = True) -> tuple[Path, list[Path]]:
+    """The base checkpoint and one expert per task of the recipe, training whatever is not cached."""
+    base = ensure_base(cfg, splits, progress)
+    return base, [ensure_expert(cfg, t, splits, progress) for t in cfg.experts.tasks]
+
+
 def load_model(path: Path) -> MultiTaskModel:
     """Build a MultiTaskModel (encoder + every head) from a simokit checkpoint."""
     return model_from_checkpoint(load_checkpoint(path))
