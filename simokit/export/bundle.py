@@ -6,6 +6,7 @@ export has passed verification, so an interrupted or failed build never leaves a
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -15,23 +16,26 @@ from typing import Any
 import numpy as np
 
 import simokit
+from simokit.cache import atomic_path
+from simokit.export.fp16 import convert_fp16
 from simokit.export.onnx import INPUT_NAME, ExportSpec, export_onnx
-from simokit.export.verify import verify_onnx
+from simokit.export.verify import FP16_LABEL_AGREEMENT, FP16_TOLERANCE, VerifyReport, verify_onnx
 from simokit.models import MultiTaskModel
-from simokit.runtime.bundle import META_FILE, MODEL_FILE, BundleMeta, InputSpec
+from simokit.runtime.bundle import FP16_FILE, META_FILE, MODEL_FILE, BundleMeta, InputSpec
 from simokit.runtime.engine import normalize_nchw
 
 
 def output_specs(model: MultiTaskModel, spec: ExportSpec) -> dict[str, dict[str, Any]]:
-    """dtype, shape (B = batch) and kind of every output of the exported graph."""
+    """dtype, shape (B = batch; H, W when the graph takes any size) and kind of every output."""
     out: dict[str, dict[str, Any]] = {}
+    hw: list[int | str] = ["H", "W"] if spec.dynamic_hw else [spec.height, spec.width]
     for task in spec.tasks:
         channels = model.heads[task].cfg.out_channels  # type: ignore[union-attr]
         if task == "seg" and spec.seg_output == "labels":
-            out[task] = {"dtype": "int32", "shape": ["B", spec.height, spec.width], "kind": "labels"}
+            out[task] = {"dtype": "int32", "shape": ["B", *hw], "kind": "labels"}
         else:
             kind = {"seg": "logits", "depth": "metres", "normal": "unit_vectors"}.get(task, "values")
-            out[task] = {"dtype": "float32", "shape": ["B", channels, spec.height, spec.width], "kind": kind}
+            out[task] = {"dtype": "float32", "shape": ["B", channels, *hw], "kind": kind}
     return out
 
 
@@ -55,12 +59,13 @@ def write_bundle(
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
     try:
-        export_onnx(model, spec, tmp / MODEL_FILE)
-        inputs = _layout(verify_images, spec)
-        report = verify_onnx(model, spec, tmp / MODEL_FILE, inputs)
+        reports, graphs = export_graphs(model, spec, tmp, verify_images)
+        report = reports[0][1]
         meta = BundleMeta(
             tasks=spec.tasks,
-            input=InputSpec(INPUT_NAME, spec.input_kind, spec.height, spec.width, spec.mean, spec.std),
+            input=InputSpec(
+                INPUT_NAME, spec.input_kind, spec.height, spec.width, spec.mean, spec.std, spec.dynamic_hw
+            ),
             outputs=output_specs(model, spec),
             classes=classes,
             palette=tuple(
@@ -68,6 +73,8 @@ def write_bundle(
             ),
             extra={
                 "verification": report.to_dict(),
+                "verifications": [{"graph": name, **r.to_dict()} for name, r in reports],
+                "graphs": graphs,
                 "versions": {"simokit": simokit.__version__, "onnx": onnx.__version__, **_runtime_versions()},
                 **(extra or {}),
             },
@@ -77,13 +84,52 @@ def write_bundle(
             (tmp / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(src, tmp / name)
         (tmp / "report.md").write_text(
-            f"# Bundle report\n\n## Verification (torch vs ONNX Runtime)\n\n{report.table()}\n"
+            "# Bundle report\n\n## Verification (torch vs ONNX Runtime)\n\n"
+            + "\n\n".join(f"{_title(name, r)}\n\n{r.table()}" for name, r in reports)
+            + "\n"
         )
         _publish(tmp, final)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
     return final
+
+
+def export_graphs(
+    model: MultiTaskModel, spec: ExportSpec, root: Path, images: np.ndarray
+) -> tuple[list[tuple[str, VerifyReport]], dict[str, dict[str, Any]]]:
+    """Write model.onnx (and model.fp16.onnx) into `root`, verifying each against torch; raise if off.
+
+    A dynamic-size graph is verified at a second size too, since the trace size alone would not
+    reveal a size frozen into the graph.
+    """
+    import onnx
+
+    export_onnx(model, spec, root / MODEL_FILE)
+    sizes = [images]
+    if spec.dynamic_hw:
+        sizes.append(np.pad(images, ((0, 0), (0, 28), (0, 14), (0, 0)), mode="reflect"))
+    reports = [("fp32", verify_onnx(model, spec, root / MODEL_FILE, _layout(x, spec))) for x in sizes]
+    props = {p.key: p.value for p in onnx.load(str(root / MODEL_FILE)).metadata_props}
+    slim = json.loads(props.get("simokit.slim", "{}"))
+    graphs: dict[str, dict[str, Any]] = {"fp32": {"file": MODEL_FILE, "slim": slim}}
+    if spec.fp16:
+        half, conversion = convert_fp16(onnx.load(str(root / MODEL_FILE)))
+        with atomic_path(root / FP16_FILE) as tmp:
+            onnx.save(half, str(tmp))
+        for x in sizes:
+            layout = _layout(x, spec)
+            report = verify_onnx(
+                model, spec, root / FP16_FILE, layout, FP16_TOLERANCE, label_agreement=FP16_LABEL_AGREEMENT
+            )
+            reports.append(("fp16", report))
+        graphs["fp16"] = {"file": FP16_FILE, "conversion": conversion.to_dict()}
+    return reports, graphs
+
+
+def _title(graph: str, report: VerifyReport) -> str:
+    h, w = report.size
+    return f"### {graph} at {h}x{w} ({report.images} images, tolerance {report.tolerance:g})"
 
 
 def _layout(images: np.ndarray, spec: ExportSpec) -> np.ndarray:

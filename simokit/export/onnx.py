@@ -13,11 +13,13 @@ import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
 from simokit.cache import atomic_path
 from simokit.errors import ConfigError, ShapeError
+from simokit.export.slim import slim_model
 from simokit.models import MultiTaskModel
 
 INPUT_KINDS = ("float", "uint8")
@@ -27,7 +29,11 @@ INPUT_NAME = "image"
 
 @dataclass(frozen=True)
 class ExportSpec:
-    """How the graph is laid out: input kind and size, seg output, dynamic axes, opset."""
+    """How the graph is laid out: input kind and size, seg output, dynamic axes, opset, precision.
+
+    With dynamic_hw the graph takes any height/width that are multiples of 14 (height/width here
+    are the size it is traced and verified at). fp16 adds a half-precision copy of the graph.
+    """
 
     tasks: tuple[str, ...]
     height: int
@@ -36,6 +42,8 @@ class ExportSpec:
     seg_output: str = "logits"
     dynamic_hw: bool = False
     opset: int = 17
+    slim: bool = True
+    fp16: bool = False
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
@@ -48,20 +56,25 @@ class ExportSpec:
             raise ShapeError(
                 f"export size {self.height}x{self.width} must be a multiple of the patch size 14"
             )
-        if self.dynamic_hw:
-            # The ViT resamples its position embedding with sizes computed in Python, which the
-            # exporter freezes into constants: a graph would silently be wrong at other sizes.
-            raise ConfigError(
-                "dynamic height/width export is not supported yet; export one graph per input size"
-            )
         if self.opset < 17:
             raise ConfigError(f"opset {self.opset} < 17: LayerNormalization needs opset 17")
 
-    def input_shape(self, batch: int = 1) -> tuple[int, int, int, int]:
-        """Shape of one input batch in this spec's layout."""
+    def input_shape(self, batch: int = 1, size: tuple[int, int] | None = None) -> tuple[int, int, int, int]:
+        """Shape of one input batch in this spec's layout (at `size` instead of the spec's, if given)."""
+        h, w = size or (self.height, self.width)
         if self.input_kind == "uint8":
-            return (batch, self.height, self.width, 3)
-        return (batch, 3, self.height, self.width)
+            return (batch, h, w, 3)
+        return (batch, 3, h, w)
+
+    def dynamic_axes(self) -> dict[str, dict[int, str]]:
+        """ONNX dynamic axes: batch always, height/width when dynamic_hw."""
+        hw = {"uint8": {1: "height", 2: "width"}, "float": {2: "height", 3: "width"}}[self.input_kind]
+        axes: dict[str, dict[int, str]] = {INPUT_NAME: {0: "batch", **(hw if self.dynamic_hw else {})}}
+        for task in self.tasks:
+            labels = task == "seg" and self.seg_output == "labels"
+            spatial = {1: "height", 2: "width"} if labels else {2: "height", 3: "width"}
+            axes[task] = {0: "batch", **(spatial if self.dynamic_hw else {})}
+        return axes
 
 
 class ExportModule(nn.Module):
@@ -91,34 +104,51 @@ class ExportModule(nn.Module):
 
 
 def export_onnx(model: MultiTaskModel, spec: ExportSpec, path: str | Path) -> Path:
-    """Write `model` as ONNX per `spec` (dynamic batch, fixed size), checked by onnx, atomically."""
+    """Write `model` as ONNX per `spec` (dynamic batch, optionally size), checked, slimmed, atomically."""
     import onnx
 
     missing = [t for t in spec.tasks if t not in model.heads]
     if missing:
         raise ConfigError(f"export: model has no head for task(s) {', '.join(missing)}")
     module = ExportModule(model, spec).eval()
-    dtype = torch.uint8 if spec.input_kind == "uint8" else torch.float32
-    example = torch.zeros(spec.input_shape(2), dtype=dtype)
-    axes = {name: {0: "batch"} for name in (INPUT_NAME, *spec.tasks)}
+    example = example_input(spec, batch=2)
     final = Path(path)
-    with atomic_path(final) as tmp, warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the legacy exporter's deprecation notices are not actionable
-        torch.onnx.export(
-            module,
-            (example,),
-            str(tmp),
-            input_names=[INPUT_NAME],
-            output_names=list(spec.tasks),
-            dynamic_axes=axes,
-            opset_version=spec.opset,
-            dynamo=False,
-            do_constant_folding=True,
-        )
-        graph = onnx.load(str(tmp))
-        onnx.checker.check_model(graph)
-        meta = {"simokit.tasks": ",".join(spec.tasks), "simokit.export": json.dumps(asdict(spec))}
-        for key, value in meta.items():
-            graph.metadata_props.add(key=key, value=value)
-        onnx.save(graph, str(tmp))
+    encoder = model.encoder
+    encoder.dynamic_size_export = spec.dynamic_hw
+    try:
+        with atomic_path(final) as tmp, warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the legacy exporter's deprecation notices are not actionable
+            torch.onnx.export(
+                module,
+                (torch.from_numpy(example),),
+                str(tmp),
+                input_names=[INPUT_NAME],
+                output_names=list(spec.tasks),
+                dynamic_axes=spec.dynamic_axes(),
+                opset_version=spec.opset,
+                dynamo=False,
+                do_constant_folding=True,
+            )
+            graph = onnx.load(str(tmp))
+            onnx.checker.check_model(graph)
+            meta = {"simokit.tasks": ",".join(spec.tasks), "simokit.export": json.dumps(asdict(spec))}
+            if spec.slim:
+                graph, report = slim_model(graph, example, INPUT_NAME)
+                meta["simokit.slim"] = json.dumps(report.to_dict())
+            for key, value in meta.items():
+                graph.metadata_props.add(key=key, value=value)
+            onnx.save(graph, str(tmp))
+    finally:
+        encoder.dynamic_size_export = False
     return final
+
+
+def example_input(
+    spec: ExportSpec, batch: int = 1, size: tuple[int, int] | None = None, seed: int = 0
+) -> np.ndarray:
+    """Random input in the spec's layout (uint8 images or normalised floats), for tracing and checks."""
+    rng = np.random.default_rng(seed)
+    shape = spec.input_shape(batch, size)
+    if spec.input_kind == "uint8":
+        return rng.integers(0, 256, size=shape, dtype=np.uint8)
+    return rng.standard_normal(shape).astype(np.float32)

@@ -20,6 +20,10 @@ from simokit.models import MultiTaskModel
 
 FP32_TOLERANCE = 1e-4
 LABEL_AGREEMENT = 0.999  # class-label outputs: fraction of pixels whose argmax must match
+# FP16 graphs (measured on the demo bundle: seg logits 1.7e-2, depth 1.0% relative, normals 3.3e-3,
+# 99.93% of seg labels equal); the bound leaves ~3x headroom and still catches overflow or a broken cast.
+FP16_TOLERANCE = 5e-2
+FP16_LABEL_AGREEMENT = 0.99
 
 
 class VerificationError(SimokitError):
@@ -43,6 +47,8 @@ class VerifyReport:
     outputs: dict[str, OutputError] = field(default_factory=dict)
     tolerance: float = FP32_TOLERANCE
     images: int = 0
+    label_agreement: float = LABEL_AGREEMENT
+    size: tuple[int, int] = (0, 0)
 
     @property
     def passed(self) -> bool:
@@ -61,7 +67,9 @@ class VerifyReport:
         """JSON-safe form for the bundle's metadata."""
         return {
             "tolerance": self.tolerance,
+            "label_agreement": self.label_agreement,
             "images": self.images,
+            "size": list(self.size),
             "outputs": {k: asdict(v) for k, v in self.outputs.items()},
         }
 
@@ -74,6 +82,7 @@ def verify_onnx(
     inputs: np.ndarray,
     tolerance: float = FP32_TOLERANCE,
     raise_on_failure: bool = True,
+    label_agreement: float = LABEL_AGREEMENT,
 ) -> VerifyReport:
     """Compare torch and ONNX Runtime (CPU) on `inputs` laid out as `spec` says."""
     import onnxruntime as ort
@@ -82,7 +91,13 @@ def verify_onnx(
     writable = np.require(inputs, requirements=("C", "W"))  # torch cannot wrap read-only memory
     reference = ExportModule(model, spec).eval()(torch.from_numpy(writable))
     actual = session.run(list(spec.tasks), {INPUT_NAME: inputs})
-    report = VerifyReport(tolerance=tolerance, images=int(inputs.shape[0]))
+    size = inputs.shape[1:3] if spec.input_kind == "uint8" else inputs.shape[2:4]
+    report = VerifyReport(
+        tolerance=tolerance,
+        images=int(inputs.shape[0]),
+        label_agreement=label_agreement,
+        size=(int(size[0]), int(size[1])),
+    )
     for task, ref, got in zip(spec.tasks, reference, actual, strict=True):
         ref_np = ref.numpy()
         diff = np.abs(ref_np.astype(np.float64) - got.astype(np.float64))
@@ -94,12 +109,14 @@ def verify_onnx(
             got_labels = got if got.ndim == 3 else got.argmax(axis=1)
             err.label_agreement = float((ref_labels == got_labels).mean())
         labels_only = task == "seg" and spec.seg_output == "labels"
-        err.ok = (err.label_agreement or 0.0) >= LABEL_AGREEMENT if labels_only else err.max_abs <= tolerance
+        agree_ok = (err.label_agreement or 0.0) >= label_agreement
+        err.ok = agree_ok if labels_only else err.max_abs <= tolerance
         report.outputs[task] = err
     bad = [t for t, e in report.outputs.items() if not e.ok]
     if bad and raise_on_failure:
         raise VerificationError(
             f"{onnx_path}: output(s) {', '.join(bad)} differ from torch beyond tolerance "
-            f"(abs {tolerance:g}, label agreement {LABEL_AGREEMENT:.1%}); see the verification table"
+            f"(abs {tolerance:g}, label agreement {label_agreement:.1%}) at {size[0]}x{size[1]}; "
+            "see the verification table"
         )
     return report

@@ -327,9 +327,9 @@ class DPTHead(DenseHead):
         # fuse from the deepest (coarsest) block up to the shallowest (finest)
         for i in reversed(range(len(maps))):
             if i > 0:
-                size = (int(maps[i - 1].shape[-2]), int(maps[i - 1].shape[-1]))
+                size = (maps[i - 1].shape[-2], maps[i - 1].shape[-1])
             else:
-                size = (2 * int(maps[0].shape[-2]), 2 * int(maps[0].shape[-1]))
+                size = (2 * maps[0].shape[-2], 2 * maps[0].shape[-1])
             block = self.fusion[i]
             path = block(maps[i], None, size) if path is None else block(path, maps[i], size)
         x = self.head(path)

@@ -59,7 +59,7 @@ class MultiTaskModel(nn.Module):
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         """Predict every task: (B, 3, H, W) -> {task: (B, K_task, H, W)}."""
         feats = self.features(x)
-        out_size = (int(x.shape[-2]), int(x.shape[-1]))
+        out_size = (x.shape[-2], x.shape[-1])  # no int(): keeps ONNX exports with dynamic size dynamic
         outputs: dict[str, Tensor] = {}
         for name, head in self._head_items():
             outputs[name] = head([feats[i] for i in self.head_layers(name)], out_size)

@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from simokit.config import from_dict as config_from_dict
 from simokit.errors import ConfigError, ShapeError
-from simokit.models.layers import FFN_KINDS, Block, PatchEmbed, check_image_shape
+from simokit.models.layers import (
+    FFN_KINDS,
+    Block,
+    PatchEmbed,
+    check_image_shape,
+    interpolate_pos_embed,
+    traceable_pos_embed,
+)
 
 # Official configs name the fused SwiGLU "swiglufused"; both spellings build the same module.
 _FFN_ALIASES = {"swiglufused": "swiglu"}
@@ -81,29 +86,6 @@ class VitConfig:
         return config_from_dict(cls, data, where="VitConfig")
 
 
-def interpolate_pos_embed(
-    pos_embed: Tensor, grid_h: int, grid_w: int, *, offset: float, antialias: bool
-) -> Tensor:
-    """Resample a square patch position embedding bicubically: (1, 1 + M*M, D) -> (1, 1 + h*w, D)."""
-    num_stored = pos_embed.shape[1] - 1
-    M = math.isqrt(num_stored)
-    if grid_h == M and grid_w == M:
-        # official dinov2 skips resampling at the native grid; with an offset it would not be the identity
-        return pos_embed
-    dtype = pos_embed.dtype
-    # bicubic resampling in half precision drifts, so compute in float32 like the official code
-    patch_pos = pos_embed[:, 1:].float().reshape(1, M, M, -1).permute(0, 3, 1, 2)
-    if offset:
-        # legacy dinov2 semantics: a scale factor of (n + offset) / M sets both the output size (floored
-        # to n) and the sampling grid, so values differ slightly from resampling straight to size n
-        scale = ((grid_h + offset) / M, (grid_w + offset) / M)
-        patch_pos = F.interpolate(patch_pos, scale_factor=scale, mode="bicubic", antialias=antialias)
-    else:
-        patch_pos = F.interpolate(patch_pos, size=(grid_h, grid_w), mode="bicubic", antialias=antialias)
-    patch_pos = patch_pos.permute(0, 2, 3, 1).reshape(1, grid_h * grid_w, -1)
-    return torch.cat((pos_embed[:, :1].float(), patch_pos), dim=1).to(dtype)
-
-
 class VitFeatures(TypedDict):
     """Output of `forward_features`: normalised tokens split by kind, pre-norm tokens and the masks."""
 
@@ -145,6 +127,8 @@ class DinoVisionTransformer(nn.Module):
         )
         self.norm = nn.LayerNorm(config.embed_dim, eps=config.layer_norm_eps)
         self.mask_token = nn.Parameter(torch.zeros(1, config.embed_dim))
+        # set by the ONNX exporter for graphs with dynamic height/width (see traceable_pos_embed)
+        self.dynamic_size_export = False
         self.init_weights()
 
     @property
@@ -168,7 +152,8 @@ class DinoVisionTransformer(nn.Module):
     def prepare_tokens(self, x: Tensor, masks: Tensor | None = None) -> Tensor:
         """Embed patches, apply masks, add CLS, positions and registers: (B, C, H, W) -> (B, 1 + R + N, D)."""
         check_image_shape(x, self.config.in_chans, self.patch_size)
-        grid_h, grid_w = int(x.shape[2]) // self.patch_size, int(x.shape[3]) // self.patch_size
+        # no int(): under ONNX tracing the sizes stay graph values, so a dynamic-size export stays dynamic
+        grid_h, grid_w = x.shape[2] // self.patch_size, x.shape[3] // self.patch_size
         tokens = self.patch_embed(x)
         if masks is not None:
             if tuple(masks.shape) != tuple(tokens.shape[:2]):
@@ -179,7 +164,8 @@ class DinoVisionTransformer(nn.Module):
             mask_token = self.mask_token.to(tokens.dtype).unsqueeze(0)
             tokens = torch.where(masks.to(torch.bool).unsqueeze(-1), mask_token, tokens)
         tokens = torch.cat((self.cls_token.expand(tokens.shape[0], -1, -1), tokens), dim=1)
-        tokens = tokens + interpolate_pos_embed(
+        resample = traceable_pos_embed if self.dynamic_size_export else interpolate_pos_embed
+        tokens = tokens + resample(
             self.pos_embed,
             grid_h,
             grid_w,
@@ -265,7 +251,7 @@ class DinoVisionTransformer(nn.Module):
         patches = [out[:, 1 + self.num_register_tokens :] for out in outputs]
         if reshape:
             B = x.shape[0]
-            grid_h, grid_w = int(x.shape[2]) // self.patch_size, int(x.shape[3]) // self.patch_size
+            grid_h, grid_w = x.shape[2] // self.patch_size, x.shape[3] // self.patch_size
             patches = [p.reshape(B, grid_h, grid_w, -1).permute(0, 3, 1, 2).contiguous() for p in patches]
         if return_class_token:
             return tuple(zip(patches, class_tokens, strict=True))

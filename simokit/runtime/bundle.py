@@ -16,6 +16,7 @@ from simokit.errors import SimokitError
 
 BUNDLE_FORMAT = 1
 MODEL_FILE = "model.onnx"
+FP16_FILE = "model.fp16.onnx"
 META_FILE = "meta.json"
 
 
@@ -33,6 +34,7 @@ class InputSpec:
     width: int
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
+    dynamic_hw: bool = False  # the graph also takes other sizes (multiples of 14); height/width are its default
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,7 @@ def read_meta(path: str | Path) -> BundleMeta:
             int(inp["width"]),
             tuple(inp["mean"]),
             tuple(inp["std"]),
+            bool(inp.get("dynamic_hw", False)),
         )
         known = {"format", "tasks", "outputs", "classes", "palette"}
         return BundleMeta(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from simokit.runtime.bundle import MODEL_FILE, BundleError, read_meta
 
@@ -23,8 +24,11 @@ def describe(path: Path) -> str:
             f"(B, {meta.input.height}, {meta.input.width}, 3) RGB"
             if meta.input.kind == "uint8"
             else f"(B, 3, {meta.input.height}, {meta.input.width}) normalised"
-        ),
+        )
+        + (" (any size in multiples of 14; this is the default)" if meta.input.dynamic_hw else ""),
     ]
+    for precision, graph in meta.extra.get("graphs", {}).items():
+        lines.append(f"graph {precision}: {graph['file']} {_graph_note(graph)}")
     for task, out in meta.outputs.items():
         lines.append(f"output {task}: {out['dtype']} {tuple(out['shape'])} {out.get('kind', '')}")
     if meta.classes:
@@ -32,15 +36,30 @@ def describe(path: Path) -> str:
     for key in ("merge", "versions", "sources"):
         if key in meta.extra:
             lines.append(f"{key}: {json.dumps(meta.extra[key], default=str)}")
-    ver = meta.extra.get("verification")
-    if ver:
+    checks = meta.extra.get("verifications") or [dict(meta.extra.get("verification", {}), graph="fp32")]
+    for ver in checks:
+        if not ver.get("outputs"):
+            continue
         errs = ", ".join(
             f"{t} max {e['max_abs']:.1e}"
             + (f" labels {100 * e['label_agreement']:.2f}%" if e.get("label_agreement") is not None else "")
             for t, e in ver["outputs"].items()
         )
-        lines.append(f"verification ({ver['images']} images, tol {ver['tolerance']:g}): {errs}")
+        at = "x".join(str(v) for v in ver.get("size", ())) or "?"
+        lines.append(
+            f"verification {ver['graph']} at {at} ({ver['images']} images, tol {ver['tolerance']:g}): {errs}"
+        )
     return "\n".join(lines)
+
+
+def _graph_note(graph: dict[str, Any]) -> str:
+    slim, conv = graph.get("slim") or {}, graph.get("conversion") or {}
+    if slim:
+        done = "simplified" if slim.get("applied") else f"not simplified ({slim.get('reason', '')})"
+        return f"({done}: {slim.get('nodes_before')} -> {slim.get('nodes_after')} nodes)"
+    if conv:
+        return f"({conv.get('half_nodes')} FP16 nodes, FP32 kept: {', '.join(conv.get('fp32_ops', []))})"
+    return ""
 
 
 def _describe_onnx(path: Path) -> str:

@@ -7,6 +7,7 @@ from simokit.models.layers.block import FFN_KINDS, Block
 from simokit.models.layers.layer_scale import LayerScale
 from simokit.models.layers.mlp import Mlp, SwiGLUFFN, swiglu_hidden_features
 from simokit.models.layers.patch_embed import PatchEmbed, check_image_shape, nearest_valid_sizes
+from simokit.models.layers.pos_embed import interpolate_pos_embed, traceable_pos_embed
 
 __all__ = [
     "FFN_KINDS",
@@ -17,6 +18,8 @@ __all__ = [
     "PatchEmbed",
     "SwiGLUFFN",
     "check_image_shape",
+    "interpolate_pos_embed",
     "nearest_valid_sizes",
     "swiglu_hidden_features",
+    "traceable_pos_embed",
 ]
