@@ -75,7 +75,7 @@ def test_bundle_contents_and_inspect(bundle: Path, capsys: pytest.CaptureFixture
     assert meta["verification"]["outputs"]["depth"]["max_abs"] < 1e-4
     assert main(["inspect", str(bundle)]) == 0
     text = capsys.readouterr().out
-    assert "tasks: seg, depth, normal" in text and "verification (2 images" in text
+    assert "tasks: seg, depth, normal" in text and "verification fp32 at 56x56 (2 images" in text
     assert main(["inspect", str(bundle / "model.onnx")]) == 0
     assert "simokit.tasks: seg,depth,normal" in capsys.readouterr().out
 
