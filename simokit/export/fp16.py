@@ -19,6 +19,7 @@ from onnx import GraphProto, ModelProto, NodeProto
 
 KEEP_FP32 = ("LayerNormalization", "Softmax", "Exp", "ReduceL2")
 # Ops whose float inputs and outputs share one type T, so computing them in FP16 is a type change only.
+# fmt: off
 HALF_OPS = frozenset(
     {
         "Add", "Sub", "Mul", "Div", "MatMul", "Gemm", "Conv", "ConvTranspose", "Erf", "Sqrt", "Pow",
@@ -27,6 +28,7 @@ HALF_OPS = frozenset(
         "Clip", "BatchNormalization", "Resize", "ReduceMean", "ArgMax", "Equal", "Pad",
     }
 )
+# fmt: on
 # Inputs that the ONNX spec types independently of the data (Resize's roi and scales stay float32).
 FLOAT32_ONLY_INPUTS = {"Resize": (1, 2)}
 FP16_MAX = 65504.0

@@ -17,6 +17,10 @@ from simokit.errors import SimokitError
 BUNDLE_FORMAT = 1
 MODEL_FILE = "model.onnx"
 FP16_FILE = "model.fp16.onnx"
+INT8_FILE = "model.int8.onnx"
+# ONNX graph per precision for ONNX Runtime; written by `simokit build --fp16` and `simokit calib`
+GRAPH_FILES = {"fp32": MODEL_FILE, "fp16": FP16_FILE, "int8-qdq": INT8_FILE}
+HOW_TO_ADD = {"fp16": "simokit build --fp16", "int8-qdq": "simokit calib BUNDLE --data ..."}
 META_FILE = "meta.json"
 
 
@@ -34,7 +38,7 @@ class InputSpec:
     width: int
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
-    dynamic_hw: bool = False  # the graph also takes other sizes (multiples of 14); height/width are its default
+    dynamic_hw: bool = False  # the graph takes other sizes too (multiples of 14); height/width: default
 
 
 @dataclass(frozen=True)
@@ -70,11 +74,16 @@ def read_meta(path: str | Path) -> BundleMeta:
         raise BundleError(f"bundle not found: {root} is not a directory")
     if not meta_path.is_file() or not (root / MODEL_FILE).is_file():
         raise BundleError(f"{root}: incomplete bundle (needs {MODEL_FILE} and {META_FILE}); rebuild it")
+    return parse_meta(meta_path.read_text(), str(meta_path))
+
+
+def parse_meta(text: str, where: str) -> BundleMeta:
+    """meta.json text -> BundleMeta; malformed text raises BundleError naming `where`."""
     try:
-        raw = json.loads(meta_path.read_text())
+        raw = json.loads(text)
         if raw.get("format") != BUNDLE_FORMAT:
             raise BundleError(
-                f"{meta_path}: bundle format {raw.get('format')} is not {BUNDLE_FORMAT}; rebuild it"
+                f"{where}: bundle format {raw.get('format')} is not {BUNDLE_FORMAT}; rebuild it"
             )
         inp = raw.pop("input")
         spec = InputSpec(
@@ -95,5 +104,5 @@ def read_meta(path: str | Path) -> BundleMeta:
             palette=tuple(tuple(c) for c in raw.get("palette", ())),
             extra={k: v for k, v in raw.items() if k not in known},
         )
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-        raise BundleError(f"{meta_path}: malformed bundle metadata ({type(exc).__name__}: {exc})") from None
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise BundleError(f"{where}: malformed bundle metadata ({type(exc).__name__}: {exc})") from None

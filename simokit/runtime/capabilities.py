@@ -40,7 +40,7 @@ BACKENDS: dict[str, Backend] = {
             "onnxruntime",
             ("onnxruntime",),
             "pip install simokit (CPU) or 'simokit[gpu]' (CUDA)",
-            ("fp32", "int8-qdq"),
+            ("fp32", "fp16", "int8-qdq"),
             "ONNX Runtime: CPU everywhere, CUDA where onnxruntime-gpu is installed",
         ),
         Backend(

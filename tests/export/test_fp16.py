@@ -111,3 +111,19 @@ def test_bundle_with_fp16_and_dynamic_size(
     assert all(o["ok"] for v in meta.extra["verifications"] for o in v["outputs"].values())
     assert "fp16 at 84x70" in (out / "report.md").read_text()
     json.dumps(meta.extra)  # JSON-safe
+
+
+def test_runtime_runs_the_fp16_graph_on_request(
+    graph: tuple[Path, ExportSpec, MultiTaskModel], tmp_path: Path
+) -> None:
+    from simokit.runtime.engine import load
+
+    _, _, model = graph
+    spec = ExportSpec(TASKS, 56, 56, input_kind="uint8", fp16=True)
+    frames = np.random.default_rng(1).integers(0, 256, (3, 56, 56, 3), dtype=np.uint8)
+    out = write_bundle(tmp_path / "b", model, spec, frames)
+    fp32, fp16 = load(out), load(out, precision="fp16")
+    a, b = fp32.infer(frames), fp16.infer(frames)
+    for task in TASKS:
+        err = np.abs(a[task] - b[task]) / np.maximum(np.abs(a[task]), 1.0)
+        assert 0 < err.max() < FP16_TOLERANCE, task

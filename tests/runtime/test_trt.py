@@ -380,12 +380,16 @@ def test_ort_tensorrt_options_keep_the_cache_in_the_bundle(copy: Path) -> None:
 @pytest.mark.skipif(TRT_INSTALLED, reason="TensorRT is installed here")
 def test_missing_tensorrt_is_one_clear_error(bundle: Path) -> None:
     assert set(BACKENDS) == {"onnxruntime", "ort-tensorrt", "tensorrt", "torch"}
-    assert "fp16" in BACKENDS["tensorrt"].precisions and "fp16" not in BACKENDS["onnxruntime"].precisions
+    assert "int8" in BACKENDS["tensorrt"].precisions and "int8" not in BACKENDS["onnxruntime"].precisions
     with pytest.raises(ConfigError, match="needs tensorrt"):
         require("tensorrt")
     with pytest.raises(ConfigError, match="needs tensorrt"):
         load(bundle, backend="tensorrt")
-    with pytest.raises(ConfigError, match="runs fp32, int8-qdq, not 'fp16'"):
+    with pytest.raises(ConfigError, match="runs fp32, fp16, int8-qdq, not 'int8'"):
+        load(bundle, backend="onnxruntime", precision="int8")
+    with pytest.raises(
+        BundleError, match=r"no model.fp16.onnx for precision 'fp16'; add it with simokit build --fp16"
+    ):
         load(bundle, backend="onnxruntime", precision="fp16")
 
 

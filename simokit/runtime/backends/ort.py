@@ -34,6 +34,7 @@ class OrtEngine(Engine):
         threads: int | None = None,
         route: str = "default",
         fp16: bool = False,
+        graph: str = MODEL_FILE,
     ) -> None:
         import onnxruntime as ort
 
@@ -54,10 +55,10 @@ class OrtEngine(Engine):
             providers.insert(0, (TRT_PROVIDER, trt_provider_options(root, meta, fp16)))
         self.providers = [p if isinstance(p, str) else p[0] for p in providers]
         try:
-            self.session = ort.InferenceSession(str(root / MODEL_FILE), opts, providers=providers)
+            self.session = ort.InferenceSession(str(root / graph), opts, providers=providers)
         except Exception as exc:  # ORT raises its own private exception types for bad graphs
             raise BundleError(
-                f"{root / MODEL_FILE}: ONNX Runtime cannot load it ({str(exc).splitlines()[0]})"
+                f"{root / graph}: ONNX Runtime cannot load it ({str(exc).splitlines()[0]})"
             ) from None
         names = [o.name for o in self.session.get_outputs()]
         if names != list(meta.tasks):
