@@ -114,3 +114,16 @@ def test_build_then_inspect_and_run_the_bundle(
     np.testing.assert_allclose(ref["normal"], pred["normal"], rtol=0, atol=1e-4)
     np.testing.assert_allclose(ref["depth"], pred["depth"], rtol=1e-4, atol=0)
     assert reference.describe().startswith("torch")
+
+
+def test_merge_with_adamerging_tap(cache: Path, tmp_path: Path) -> None:
+    out = tmp_path / "merge"
+    grids = "merge.grids={sum: [{alpha: 0.3}, {alpha: 0.6}], adamerging_tap: [{iters: 4, batch: 4}]}"
+    args = ["merge", "-q", "--out", str(out), *_sets(), "--set", "merge.methods=[sum, adamerging_tap]"]
+    assert main([*args, "--set", grids, "--set", "merge.realign=[head]", "--set", "merge.tap_images=8"]) == 0
+    report = (out / "merge_report.md").read_text()
+    assert (
+        "## AdaMerging with the TAP loss" in report and "| adamerging_tap (tap) + head re-align |" in report
+    )
+    assert "init=0.3" in report or "init=0.6" in report  # started from task arithmetic's selected alpha
+    assert (out / "merge_adamerging.png").is_file()

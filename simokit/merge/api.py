@@ -44,16 +44,23 @@ def compare_specs(
             )
 
 
-def run_merge(
-    merger: MergeMethod[Any], keys: Sequence[str], float_keys: set[str], load: Loader, emit: Emitter
+def run_stat_passes(
+    merger: MergeMethod[Any], keys: Sequence[str], float_keys: set[str], load: Loader
 ) -> None:
-    """Run the statistics passes, then emit θ for every key in order (non-float tensors: the base's)."""
+    """Feed every float tensor's task vectors to the method's statistics passes."""
     for pass_index in range(merger.stat_passes):
         for key in keys:
             if key in float_keys:
                 base, experts = load(key)
                 merger.observe(pass_index, key, task_vectors(base, experts))
         merger.end_pass(pass_index)
+
+
+def run_merge(
+    merger: MergeMethod[Any], keys: Sequence[str], float_keys: set[str], load: Loader, emit: Emitter
+) -> None:
+    """Run the statistics passes, then emit θ for every key in order (non-float tensors: the base's)."""
+    run_stat_passes(merger, keys, float_keys, load)
     for key in keys:
         base, experts = load(key)
         if key not in float_keys:

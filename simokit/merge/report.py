@@ -8,6 +8,7 @@ re-alignment (the paper's collapse-and-recovery picture), and TAP against the va
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from simokit.cache import atomic_path
 from simokit.merge.study import Row, StudyResult
@@ -25,13 +26,25 @@ def table(rows: list[Row], experts: Metrics) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     all_rows = [Row("experts", "-", {}, "-", "-", experts, 1.0), *rows]
     for row in all_rows:
-        cells = [row.name, ", ".join(f"{k}={v}" for k, v in row.hparams.items()) or "-"]
+        cells = [row.name, format_hparams(row.hparams)]
         for t in tasks:
             cells += [_fmt(m, row.metrics[t][m]) for m in list(get_task(t).metrics)[:3]]
         per_task = task_scores(row.metrics, experts)
         cells += [f"{per_task[t]:.3f}" for t in tasks] + [f"**{row.score:.3f}**"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def format_hparams(hp: dict[str, Any]) -> str:
+    """k=v pairs; learned coefficient matrices are summarised by shape and mean."""
+    parts = []
+    for k, v in hp.items():
+        if k == "coefficients" and isinstance(v, list) and v:
+            flat = [x for row in v for x in row]
+            parts.append(f"λ {len(v)}x{len(v[0])} learned (mean {sum(flat) / len(flat):.2f})")
+        else:
+            parts.append(f"{k}={v}")
+    return ", ".join(parts) or "-"
 
 
 def _fmt(metric: str, value: float) -> str:
@@ -45,8 +58,8 @@ def plot_alpha(result: StudyResult, path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    methods = sorted({c.method for c in result.candidates})
-    fig, axes = plt.subplots(1, len(methods), figsize=(5 * len(methods), 3.6), squeeze=False)
+    methods = sorted({c.method for c in result.candidates if "coefficients" not in c.hparams})
+    fig, axes = plt.subplots(1, max(len(methods), 1), figsize=(5 * len(methods), 3.6), squeeze=False)
     for ax, method in zip(axes[0], methods, strict=True):
         groups: dict[str, list[tuple[float, float, float]]] = {}
         for c in result.candidates:
@@ -84,6 +97,33 @@ def plot_tap(result: StudyResult, path: Path) -> Path:
     ax.set_xlabel("TAP: feature distance / zero-shot distance")
     ax.set_ylabel("normalised score (val)")
     ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def plot_learned(result: StudyResult, path: Path) -> Path | None:
+    """AdaMerging: the learned coefficient per task and layer, and the training loss, per run."""
+    runs = [c for c in result.candidates if "coefficients" in c.hparams]
+    if not runs:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, len(runs), figsize=(4.8 * len(runs), 6.4), squeeze=False)
+    tasks = list(result.expert_test)
+    for col, cand in enumerate(runs):
+        name = format_hparams({k: v for k, v in cand.hparams.items() if k != "coefficients"})
+        ax = axes[0][col]
+        for task, row in zip(tasks, cand.hparams["coefficients"], strict=False):
+            ax.plot(range(len(row)), row, "o-", label=task)
+        ax.set_title(f"λ per layer ({name})", fontsize=8)
+        ax.set_xlabel("layer (0 = embeddings, last = final norm)")
+        ax.legend(fontsize=7)
+        losses = result.learned.get(name, {}).get("losses", [])
+        axes[1][col].plot(losses, lw=0.8)
+        axes[1][col].set_xlabel("iteration")
+        axes[1][col].set_ylabel("normalised TAP loss")
     return _save(fig, path)
 
 

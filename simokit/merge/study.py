@@ -17,6 +17,7 @@ import torch
 from tqdm import tqdm
 
 from simokit.data import SceneArrays
+from simokit.merge import adamerging
 from simokit.merge.api import merge_state_dicts
 from simokit.merge.features import collect, head_parts, image_batches
 from simokit.merge.finetune import finetune_heads
@@ -84,6 +85,7 @@ class StudyResult:
     expert_test: Metrics = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     fit_stats: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+    learned: dict[str, dict[str, Any]] = field(default_factory=dict)  # AdaMerging runs: losses, TAP, cost
     selected: MultiTaskModel | None = None
     selected_row: Row | None = None
 
@@ -120,7 +122,41 @@ class _Study:
     def merge(self, method: str, hp: dict[str, Any]) -> DinoVisionTransformer:
         """The merged encoder for one grid point."""
         states = list(self.inputs.expert_states.values())
+        if method == adamerging.METHOD:
+            return self.inputs.make_encoder(adamerging.adamerged_state(self.inputs.base_state, states, hp))
         return self.inputs.make_encoder(merge_state_dicts(self.inputs.base_state, states, method, **hp))
+
+    def learn(self, hp: dict[str, Any], progress: bool) -> dict[str, Any]:
+        """AdaMerging-TAP coefficients for one grid entry; returns the entry with them filled in."""
+        cfg, inputs = self.cfg, self.inputs
+        sums = [c for c in self.res.candidates if c.method == "sum"]
+        if "init" not in hp and sums:
+            # task arithmetic's alpha, chosen by the study's own (label-free unless 'eval') criterion
+            hp = {**hp, "init": float(pick(sums, cfg.select).hparams.get("alpha", 0.3))}
+        params = adamerging.AdaMergingParams.from_hparams(hp)
+        images = torch.cat(list(image_batches(self.calib, cfg.tap_images, cfg.batch)))
+        ref = self.tap_ref
+        blocks = (
+            {
+                t: sorted({b for b, part in ref.parts[t] if part == "patch"} or {b for b, _ in ref.parts[t]})
+                for t in inputs.tasks
+            }
+            if ref
+            else {}
+        )
+        with _Timer(self.res.seconds, "adamerging"):
+            result = adamerging.learn_coefficients(
+                inputs.make_encoder(inputs.base_state),
+                inputs.base_state,
+                inputs.expert_states,
+                blocks,
+                images,
+                params,
+                progress,
+            )
+        learned = {**hp, "coefficients": result.coefficients}
+        self.res.learned[_hp_key(learned)] = {k: v for k, v in vars(result).items() if k != "coefficients"}
+        return learned
 
     def realign(self, merged: DinoVisionTransformer, mode: str) -> RealignResult:
         """Re-align `merged` to the heads with `mode` on the calibration images."""
@@ -213,7 +249,8 @@ def run_study(
 ) -> StudyResult:
     """Grid-search every method in `cfg`, select, re-align and evaluate the picks on `test`."""
     for method in cfg.methods:
-        get_method(method)  # unknown names fail before any work
+        if method != adamerging.METHOD:
+            get_method(method)  # unknown names fail before any work
     study = _Study(inputs, cfg, val, calib, test, eval_batch)
     res = study.res
     base = inputs.make_encoder(inputs.base_state)
@@ -225,9 +262,15 @@ def run_study(
         tap_batches = list(image_batches(calib, cfg.tap_images, cfg.batch))
         study.tap_ref = tap_reference(base, experts, parts, tap_batches, cfg.tap_metric)
     study.feats = _expert_features(experts, inputs.heads, cfg, calib)
-    grid = [(m, hp) for m in cfg.methods for hp in cfg.grids.get(m) or get_method(m).grid()]
+    grid = [(m, hp) for m in cfg.methods for hp in _grid(cfg, m)]
     for method, hp in tqdm(grid, desc="merge grid", disable=not progress, leave=False):
+        if method == adamerging.METHOD:
+            continue
         res.candidates.append(study.score(method, hp))
+    # learned merges go last: they start from task arithmetic's selected alpha
+    for method, hp in grid:
+        if method == adamerging.METHOD:
+            res.candidates.append(study.score(method, study.learn(hp, progress)))
     zeroshot = MultiTaskModel(base, dict(inputs.heads)).eval()
     res.rows.append(study.row("zeroshot", None, "-", "none", study.evaluate(zeroshot, test)))
     memo: dict[int, Evaluated] = {}
@@ -236,6 +279,17 @@ def run_study(
         for by in SELECT_CRITERIA:
             study.final_rows(pick(mine, by), by, memo)
     return res
+
+
+def _grid(cfg: MergeConfig, method: str) -> list[dict[str, Any]]:
+    if cfg.grids.get(method):
+        return list(cfg.grids[method])
+    return adamerging.default_grid() if method == adamerging.METHOD else get_method(method).grid()
+
+
+def _hp_key(hp: dict[str, Any]) -> str:
+    """A short readable name for a learned candidate (its base method and init)."""
+    return ", ".join(f"{k}={v}" for k, v in hp.items() if k != "coefficients")
 
 
 def _expert_metrics(
@@ -257,6 +311,7 @@ def result_to_json(res: StudyResult) -> dict[str, Any]:
         "expert_test": res.expert_test,
         "seconds": res.seconds,
         "fit_stats": res.fit_stats,
+        "learned": res.learned,
         "selected": res.selected_row.name if res.selected_row else None,
     }
 
@@ -270,6 +325,7 @@ def result_from_json(data: dict[str, Any]) -> StudyResult:
         expert_test=data["expert_test"],
         seconds=data["seconds"],
         fit_stats=data["fit_stats"],
+        learned=data.get("learned", {}),
     )
     res.selected_row = next((r for r in res.rows if r.name == data["selected"]), None)
     return res

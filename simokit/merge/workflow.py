@@ -13,7 +13,7 @@ import numpy as np
 from simokit.cache import atomic_path, cache_root, config_key
 from simokit.config import to_dict
 from simokit.merge.inputs import load_inputs
-from simokit.merge.report import plot_alpha, plot_tap, spearman, table
+from simokit.merge.report import format_hparams, plot_alpha, plot_learned, plot_tap, spearman, table
 from simokit.merge.select import pick
 from simokit.merge.study import (
     StudyResult,
@@ -64,6 +64,8 @@ def merge_and_report(
             tmp.write_text(json.dumps(result_to_json(result)))
     out.mkdir(parents=True, exist_ok=True)
     plots = [plot_alpha(result, out / "merge_alpha.png"), plot_tap(result, out / "merge_tap.png")]
+    learned_plot = plot_learned(result, out / "merge_adamerging.png")
+    plots += [learned_plot] if learned_plot else []
     ckpt = _write_checkpoint(result, cfg, checkpoints[0].meta, [str(p) for p in expert_paths], out)
     report = _write_report(result, cfg, out, [p.name for p in plots])
     with atomic_path(out / "merge_results.json") as tmp:
@@ -140,7 +142,7 @@ def _selection_lines(result: StudyResult) -> list[str]:
         cs = [c for c in result.candidates if c.method == method]
         by_eval = pick(cs, "eval")
         lines.append(
-            f"- `{method}`: eval picks {by_eval.hparams} (val {by_eval.val_score:.3f}, "
+            f"- `{method}`: eval picks {format_hparams(by_eval.hparams)} (val {by_eval.val_score:.3f}, "
             f"re-aligned {by_eval.val_score_realigned:.3f})"
         )
         for proxy in ("tap", "tap_aligned"):
@@ -150,11 +152,27 @@ def _selection_lines(result: StudyResult) -> list[str]:
             gap = chosen.val_score - by_eval.val_score
             gap_r = chosen.val_score_realigned - by_eval.val_score_realigned
             lines.append(
-                f"  - {proxy} picks {chosen.hparams}: val {chosen.val_score:.3f} ({gap:+.3f} vs the eval "
-                f"pick), re-aligned {chosen.val_score_realigned:.3f} ({gap_r:+.3f}); Spearman(-{proxy}, val) "
+                f"  - {proxy} picks {format_hparams(chosen.hparams)}: val {chosen.val_score:.3f} "
+                f"({gap:+.3f} vs the eval pick), re-aligned {chosen.val_score_realigned:.3f} ({gap_r:+.3f}); "
+                f"Spearman(-{proxy}, val) "
                 f"= {rho:.2f}, (-{proxy}, re-aligned val) = {rho_r:.2f}, {len(cs)} candidates"
             )
     return lines
+
+
+def _learned_lines(result: StudyResult) -> list[str]:
+    if not result.learned:
+        return []
+    lines = ["## AdaMerging with the TAP loss", ""]
+    for name, run in result.learned.items():
+        before, after = run.get("tap_before", {}), run.get("tap_after", {})
+        tap = ", ".join(f"{t} {before[t]:.3f} -> {after.get(t, float('nan')):.3f}" for t in before)
+        lines.append(
+            f"- {name}: cosine TAP relative to zero-shot {tap}; {len(run.get('losses', []))} iterations in "
+            f"{run.get('seconds', 0.0):.1f} s, task vectors {run.get('task_vector_mb', 0.0):.0f} MiB, "
+            f"process peak RSS {run.get('peak_rss_mb', 0.0):.0f} MiB"
+        )
+    return [*lines, ""]
 
 
 def _write_report(result: StudyResult, cfg: MergeConfig, out: Path, plots: list[str]) -> Path:
@@ -180,6 +198,7 @@ def _write_report(result: StudyResult, cfg: MergeConfig, out: Path, plots: list[
             f"{cfg.tap_images} unlabelled images), aligned TAP {s.get('tap_aligned_select', 0.0):.1f} s "
             f"({s.get('tap_aligned_select', 0.0) / n:.2f} s each, {cfg.realign_images} unlabelled images)",
             "",
+            *_learned_lines(result),
             "## Re-alignment",
             "",
             f"Least-squares maps fitted on {cfg.realign_images} unlabelled calibration images "

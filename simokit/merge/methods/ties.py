@@ -92,7 +92,15 @@ class Ties(MergeMethod[TiesParams]):
 
     def merge_tensor(self, key: str, taus: list[Tensor]) -> Tensor:
         """α · disjoint mean of the trimmed, sign-agreeing task vectors."""
-        trimmed = torch.stack(
+        trimmed = self._trimmed(taus)
+        return self.params.alpha * disjoint_mean(trimmed, elect_sign(trimmed))
+
+    def task_parts(self, key: str, taus: list[Tensor]) -> Tensor:
+        """(T, ...) per-task vectors after trimming and sign election, before the mean (AdaMerging++)."""
+        trimmed = self._trimmed(taus)
+        return trimmed * (trimmed * elect_sign(trimmed) > 0)
+
+    def _trimmed(self, taus: list[Tensor]) -> Tensor:
+        return torch.stack(
             [trim_magnitude(t, thr) for t, thr in zip(taus, self.thresholds(taus), strict=True)]
         )
-        return self.params.alpha * disjoint_mean(trimmed, elect_sign(trimmed))
