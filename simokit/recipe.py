@@ -128,6 +128,37 @@ class MergeConfig:
 
 
 @dataclass(frozen=True)
+class RoutingConfig:
+    """SiM (seed 003): experts per domain, one merged engine per domain, a router picking per input.
+
+    Empty `domains` (the default) means no routing. Otherwise each domain's experts are fine-tuned
+    from the shared base on that domain's scenes, merged with `method`/`hparams`, re-aligned, and a
+    router built from `support` images per domain picks the engine for each frame. `block` = -1
+    picks the earliest encoder block whose routing accuracy on the validation split is within one
+    point of the best; `margin` is the video hysteresis (relative residual improvement to switch).
+    """
+
+    domains: tuple[str, ...] = ()
+    method: str = "ties"
+    hparams: dict[str, Any] = field(default_factory=lambda: {"k": 0.3, "alpha": 1.0})
+    realign: str = "head"
+    support: int = 32
+    mode: str = "pooled"
+    energy: float = 0.9
+    max_rank: int = 16
+    block: int = -1
+    margin: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.domains and len(self.domains) < 2:
+            raise ConfigError(f"routing.domains needs two or more domains, got {self.domains}")
+        if self.realign not in ("head", "joint"):
+            raise ConfigError(f"routing.realign={self.realign!r} must be 'head' or 'joint'")
+        if self.support < 2:
+            raise ConfigError(f"routing.support={self.support} must be at least 2 images per domain")
+
+
+@dataclass(frozen=True)
 class PipelineConfig:
     """Everything `simokit demo` and `simokit train` need to go from nothing to experts."""
 
@@ -135,4 +166,5 @@ class PipelineConfig:
     base: BaseConfig = field(default_factory=BaseConfig)
     experts: ExpertConfig = field(default_factory=ExpertConfig)
     merge: MergeConfig = field(default_factory=MergeConfig)
+    routing: RoutingConfig = field(default_factory=RoutingConfig)
     eval_batch: int = 64

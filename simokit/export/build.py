@@ -12,14 +12,17 @@ from pathlib import Path
 
 import numpy as np
 
+from simokit.config import to_dict
 from simokit.data import CLASS_NAMES, PALETTE
 from simokit.errors import SimokitError
 from simokit.export.bundle import write_bundle
 from simokit.export.onnx import ExportSpec, export_onnx
+from simokit.merge.domains import DomainResult
 from simokit.merge.study import Row, row_summary
 from simokit.merge.workflow import MergeOutputs, file_sha256
 from simokit.models.checkpoint import load_checkpoint, model_from_checkpoint
 from simokit.profile.flops import vit_flops
+from simokit.recipe import PipelineConfig
 from simokit.tasks import get_task
 from simokit.train.pipeline import Splits
 
@@ -68,3 +71,36 @@ def export_experts(paths: list[Path], spec: ExportSpec, work: Path) -> dict[str,
             model, replace(spec, tasks=(task,)), work / f"expert-{task}.onnx"
         )
     return files
+
+
+def build_routed_bundle(
+    cfg: PipelineConfig, out: Path, spec: ExportSpec, verify_images: int = 8, progress: bool = True
+) -> tuple[Path, DomainResult]:
+    """Per-domain experts -> one engine per domain + SiM router -> a verified routed bundle at `out`."""
+    from simokit.export.routed import write_routed_bundle
+    from simokit.merge.domains import domain_report, run_domains
+
+    res = run_domains(cfg, progress)
+    images = {
+        d: np.asarray(s.test.image[:verify_images]) for d, s in res.splits.items() if s.test is not None
+    }
+    report = domain_report(res, cfg)
+    extra = {
+        "scores": res.scores,
+        "routing_accuracy": res.routing_accuracy,
+        "blocks": [vars(b) for b in res.blocks],
+        "recipe": to_dict(cfg.routing),
+        "margin": cfg.routing.margin,
+    }
+    path = write_routed_bundle(
+        out,
+        res.engines,
+        res.router,
+        res.base,
+        spec,
+        images,
+        extra,
+        {"classes": CLASS_NAMES, "palette": PALETTE},
+    )
+    (path / "routing_report.md").write_text(report)
+    return path, res

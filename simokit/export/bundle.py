@@ -88,7 +88,7 @@ def write_bundle(
             + "\n\n".join(f"{_title(name, r)}\n\n{r.table()}" for name, r in reports)
             + "\n"
         )
-        _publish(tmp, final)
+        publish_dir(tmp, final)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
@@ -138,7 +138,8 @@ def _layout(images: np.ndarray, spec: ExportSpec) -> np.ndarray:
     return normalize_nchw(images, spec.mean, spec.std)
 
 
-def _publish(tmp: Path, final: Path) -> None:
+def publish_dir(tmp: Path, final: Path) -> None:
+    """Move a finished temporary bundle directory to `final`, replacing an older one."""
     # Replace an old bundle with at most a moment where neither name is complete on disk.
     old = final.with_name(f".{final.name}.old")
     if final.exists():

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from simokit.cache import atomic_path
 from simokit.errors import ConfigError, ShapeError
 from simokit.export.slim import slim_model
-from simokit.models import MultiTaskModel
+from simokit.models import DinoVisionTransformer, MultiTaskModel
 
 INPUT_KINDS = ("float", "uint8")
 SEG_OUTPUTS = ("logits", "labels")
@@ -77,6 +77,24 @@ class ExportSpec:
         return axes
 
 
+class InputAdapter(nn.Module):
+    """The graph's pre-processing: uint8 (B, H, W, 3) RGB -> normalised (B, 3, H, W); floats pass through."""
+
+    def __init__(self, spec: ExportSpec) -> None:
+        super().__init__()
+        self.kind = spec.input_kind
+        self.mean: Tensor
+        self.inv_std: Tensor
+        self.register_buffer("mean", torch.tensor(spec.mean).view(1, 3, 1, 1) * 255.0)
+        self.register_buffer("inv_std", 1.0 / (torch.tensor(spec.std).view(1, 3, 1, 1) * 255.0))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Input in the spec's layout -> (B, 3, H, W) float32 normalised."""
+        if self.kind == "uint8":
+            return (x.permute(0, 3, 1, 2).float() - self.mean) * self.inv_std
+        return x
+
+
 class ExportModule(nn.Module):
     """Wraps a MultiTaskModel: optional uint8 pre-processing in, a tuple of task outputs out."""
 
@@ -84,16 +102,11 @@ class ExportModule(nn.Module):
         super().__init__()
         self.model = model.eval()
         self.spec = spec
-        self.mean: Tensor
-        self.inv_std: Tensor
-        self.register_buffer("mean", torch.tensor(spec.mean).view(1, 3, 1, 1) * 255.0)
-        self.register_buffer("inv_std", 1.0 / (torch.tensor(spec.std).view(1, 3, 1, 1) * 255.0))
+        self.adapter = InputAdapter(spec)
 
     def forward(self, x: Tensor) -> tuple[Tensor, ...]:
         """(B, 3, H, W) float or (B, H, W, 3) uint8 -> one tensor per task, in spec.tasks order."""
-        if self.spec.input_kind == "uint8":
-            x = (x.permute(0, 3, 1, 2).float() - self.mean) * self.inv_std
-        out = self.model(x)
+        out = self.model(self.adapter(x))
         results = []
         for task in self.spec.tasks:
             y = out[task]
@@ -105,33 +118,48 @@ class ExportModule(nn.Module):
 
 def export_onnx(model: MultiTaskModel, spec: ExportSpec, path: str | Path) -> Path:
     """Write `model` as ONNX per `spec` (dynamic batch, optionally size), checked, slimmed, atomically."""
-    import onnx
 
     missing = [t for t in spec.tasks if t not in model.heads]
     if missing:
         raise ConfigError(f"export: model has no head for task(s) {', '.join(missing)}")
-    module = ExportModule(model, spec).eval()
+    meta = {"simokit.tasks": ",".join(spec.tasks), "simokit.export": json.dumps(asdict(spec))}
+    return export_module(ExportModule(model, spec), model.encoder, spec, list(spec.tasks), path, meta)
+
+
+def export_module(
+    module: nn.Module,
+    encoder: DinoVisionTransformer,
+    spec: ExportSpec,
+    outputs: list[str],
+    path: str | Path,
+    meta: dict[str, str],
+) -> Path:
+    """Trace `module` (input laid out as `spec` says) to ONNX: checked, slimmed, metadata, atomic."""
+    import onnx
+
     example = example_input(spec, batch=2)
     final = Path(path)
-    encoder = model.encoder
+    axes = {k: v for k, v in spec.dynamic_axes().items() if k == INPUT_NAME}
+    axes.update({name: {0: "batch"} for name in outputs if name not in spec.tasks})
+    axes.update({k: v for k, v in spec.dynamic_axes().items() if k in outputs})
     encoder.dynamic_size_export = spec.dynamic_hw
     try:
         with atomic_path(final) as tmp, warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the legacy exporter's deprecation notices are not actionable
             torch.onnx.export(
-                module,
+                module.eval(),
                 (torch.from_numpy(example),),
                 str(tmp),
                 input_names=[INPUT_NAME],
-                output_names=list(spec.tasks),
-                dynamic_axes=spec.dynamic_axes(),
+                output_names=outputs,
+                dynamic_axes=axes,
                 opset_version=spec.opset,
                 dynamo=False,
                 do_constant_folding=True,
             )
             graph = onnx.load(str(tmp))
             onnx.checker.check_model(graph)
-            meta = {"simokit.tasks": ",".join(spec.tasks), "simokit.export": json.dumps(asdict(spec))}
+            meta = dict(meta)
             if spec.slim:
                 graph, report = slim_model(graph, example, INPUT_NAME)
                 meta["simokit.slim"] = json.dumps(report.to_dict())

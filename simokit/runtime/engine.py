@@ -13,9 +13,10 @@ from pathlib import Path
 import numpy as np
 
 from simokit.errors import ConfigError, ShapeError
-from simokit.runtime.bundle import BundleMeta, read_meta
+from simokit.runtime.bundle import GRAPH_FILES, HOW_TO_ADD, BundleError, BundleMeta, read_meta
+from simokit.runtime.capabilities import BACKENDS as CAPABILITIES
 
-BACKENDS = ("auto", "onnxruntime", "torch")
+BACKENDS = ("auto", *CAPABILITIES)
 
 
 class Engine(ABC):
@@ -54,18 +55,57 @@ class Engine(ABC):
         """One line: backend, device and providers."""
 
 
-def load(path: str | Path, backend: str = "auto", threads: int | None = None) -> Engine:
-    """Open a bundle with `backend`: 'auto' = ONNX Runtime (CUDA if present), 'torch' = reference."""
+def load(
+    path: str | Path,
+    backend: str = "auto",
+    threads: int | None = None,
+    precision: str | None = None,
+    cuda_graph: bool = False,
+) -> Engine:
+    """Open a bundle with `backend` (table: simokit.runtime.capabilities).
+
+    'auto' = ONNX Runtime (CUDA if present); 'tensorrt' = the bundle's model.engine (build it on
+    the device with `simokit build-engine`); 'ort-tensorrt' = ONNX Runtime's TensorRT provider;
+    'torch' = the reference. `precision` (e.g. 'fp16') must be one the backend runs; for
+    'tensorrt' it must match the engine. `cuda_graph` replays CUDA graphs (tensorrt only).
+    A 'triton://HOST:PORT/MODEL' (or 'triton+grpc://...') path opens a served bundle instead.
+    A routed bundle (several domain engines, see simokit.export.routed) opens as a RoutedEngine.
+    """
+    if str(path).startswith(("triton:/", "triton+http:/", "triton+grpc:/")):  # Path() keeps one '/'
+        from simokit.runtime.backends.triton import open_url
+
+        return open_url(str(path), backend)
     if backend not in BACKENDS:
         raise ConfigError(f"unknown backend '{backend}'; choose from {', '.join(BACKENDS)}")
+    allowed = CAPABILITIES["onnxruntime" if backend == "auto" else backend].precisions
+    if precision is not None and precision not in allowed:
+        raise ConfigError(f"backend '{backend}' runs {', '.join(allowed)}, not '{precision}'")
     meta = read_meta(path)
+    if "routing" in meta.extra and backend != "torch":
+        from simokit.runtime.routed import RoutedEngine
+
+        def open_engine(sub: Path) -> Engine:
+            return load(sub, backend, threads, precision, cuda_graph)
+
+        return RoutedEngine(Path(path), meta, open_engine, threads)
     if backend == "torch":
         from simokit.runtime.backends.torch import TorchEngine
 
         return TorchEngine(Path(path), meta)
+    if backend == "tensorrt":
+        from simokit.runtime.trt.runner import TrtEngine
+
+        return TrtEngine(Path(path), meta, cuda_graph=cuda_graph, precision=precision)
     from simokit.runtime.backends.ort import OrtEngine
 
-    return OrtEngine(Path(path), meta, threads=threads)
+    if backend == "ort-tensorrt":  # TensorRT builds its own FP16/INT8 engine from the FP32 graph
+        return OrtEngine(Path(path), meta, threads=threads, route="tensorrt", fp16=precision == "fp16")
+    graph = GRAPH_FILES[precision or "fp32"]
+    if not (Path(path) / graph).is_file():
+        raise BundleError(
+            f"{path}: no {graph} for precision '{precision}'; add it with {HOW_TO_ADD[precision or 'fp32']}"
+        )
+    return OrtEngine(Path(path), meta, threads=threads, graph=graph)
 
 
 def normalize_nchw(rgb: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:

@@ -68,10 +68,14 @@ def base_path(cfg: PipelineConfig) -> Path:
     return cache_root() / "runs" / key / "base.safetensors"
 
 
-def expert_path(cfg: PipelineConfig, task: str) -> Path:
-    """Cache path of the `task` expert trained with `cfg` (keyed by its base too)."""
-    key = config_key({"base": str(base_path(cfg)), "experts": to_dict(cfg.experts), "task": task})
-    return base_path(cfg).parent / f"expert-{task}-{key[:8]}.safetensors"
+def expert_path(cfg: PipelineConfig, task: str, domain: str | None = None) -> Path:
+    """Cache path of the `task` expert trained with `cfg` (keyed by its base, and its domain if one)."""
+    spec: dict[str, object] = {"base": str(base_path(cfg)), "experts": to_dict(cfg.experts), "task": task}
+    if domain is not None:
+        spec["domain"] = domain
+    key = config_key(spec)
+    name = f"expert-{task}" if domain is None else f"expert-{domain}-{task}"
+    return base_path(cfg).parent / f"{name}-{key[:8]}.safetensors"
 
 
 def _meta(
@@ -113,11 +117,19 @@ def load_encoder(path: Path) -> tuple[DinoVisionTransformer, str]:
     return encoder_from_checkpoint(ck), state_hash(ck.encoder)
 
 
-def ensure_expert(cfg: PipelineConfig, task: str, splits: Splits, progress: bool = True) -> Path:
-    """Return the `task` expert checkpoint path, fine-tuning it first if it is not cached."""
-    path = expert_path(cfg, task)
+def ensure_expert(
+    cfg: PipelineConfig, task: str, splits: Splits, progress: bool = True, domain: str | None = None
+) -> Path:
+    """Return the `task` expert checkpoint path, fine-tuning it first if it is not cached.
+
+    With `domain`, `splits` hold that domain's scenes only and the expert starts from the shared
+    base (trained on every domain of `cfg`), which must already be cached.
+    """
+    path = expert_path(cfg, task, domain)
     if path.is_file():
         return path
+    if domain is not None and not base_path(cfg).is_file():
+        raise RuntimeError("domain experts need the shared base first: call ensure_base with all domains")
     base, base_hash = load_encoder(ensure_base(cfg, splits, progress))
     t0 = time.perf_counter()
     model, history = train_expert(task, base, cfg.experts, splits.train, progress)
@@ -129,6 +141,7 @@ def ensure_expert(cfg: PipelineConfig, task: str, splits: Splits, progress: bool
         "stage2_final_loss": history["stage2"][-1],
         "seconds": seconds,
         "val_metrics": metrics[task],
+        "domain": domain or "+".join(cfg.data.domains),
     }
     hcfg = head_config(task, cfg.experts)
     meta = _meta("expert", model.encoder, {task: hcfg}, cfg, base_hash, extra)
