@@ -1,1 +1,7 @@
 """Robot-side code: no torch imports here or below (a Jetson installs only numpy, ORT/TensorRT, OpenCV)."""
+
+from simokit.runtime.sources import Source, StreamError, open_source
+from simokit.runtime.stream import Stream
+from simokit.runtime.stream_types import Frame, Reconnect
+
+__all__ = ["Frame", "Reconnect", "Source", "Stream", "StreamError", "open_source"]

@@ -1,0 +1,194 @@
+"""Where stream results go: an on-screen window, a video recording, per-frame files (robots run headless).
+
+All three show the same picture, drawn once per frame by `Visualizer`: the frame, segmentation blended
+over it, the depth colour map and normals as RGB, tiled, with FPS and latency written on top.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from simokit.runtime.bundle import BundleMeta
+from simokit.runtime.overlay import blend, colorize_depth, colorize_seg, gray_to_rgb, normals_to_rgb, panel
+from simokit.runtime.sources import StreamError, require_cv2
+from simokit.runtime.stats import StreamStats
+from simokit.runtime.stream_types import Frame, Sink
+
+MAX_TILE_WIDTH = 640  # wider frames are shrunk per tile so four tiles still fit a screen
+FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".mkv": "mp4v", ".avi": "MJPG"}
+
+
+class Visualizer:
+    """(frame, outputs) -> one BGR picture of all tasks with stats text; cached per frame for all sinks."""
+
+    def __init__(self, meta: BundleMeta, stats: StreamStats | None = None) -> None:
+        self.meta, self.stats = meta, stats
+        rng = np.random.default_rng(0)  # a fixed fallback palette when the bundle has none
+        palette = meta.palette or tuple(map(tuple, rng.integers(0, 256, (256, 3))))
+        self.palette = np.asarray(palette, np.uint8)
+        self._last: tuple[int, np.ndarray] | None = None
+
+    def __call__(self, frame: Frame, outputs: dict[str, np.ndarray]) -> np.ndarray:
+        """The tiled (H', W', 3) uint8 BGR picture for this frame."""
+        if self._last is not None and self._last[0] == frame.index:
+            return self._last[1]
+        cv2 = require_cv2("drawing results")
+        image = frame.image
+        scale = min(1.0, MAX_TILE_WIDTH / image.shape[1])
+        if scale < 1.0:
+            size = (round(image.shape[1] * scale), round(image.shape[0] * scale))
+            image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        tiles = [image] + [self._tile(t, v, image, cv2) for t, v in outputs.items()]
+        cols = len(tiles) if len(tiles) <= 3 else math.ceil(len(tiles) / 2)
+        grid = panel([tiles[i : i + cols] for i in range(0, len(tiles), cols)])
+        if self.stats is not None and self.stats.delivered:
+            text = f"{self.stats.infer_fps():.1f} fps  latency {self.stats.latency_ms(50, last=100):.0f} ms"
+            scale = min(0.6, max(0.35, grid.shape[1] / 900))
+            _text(cv2, grid, text, (6, round(36 * scale)), scale)
+        self._last = (frame.index, grid)
+        return grid
+
+    def _tile(self, task: str, value: np.ndarray, image: np.ndarray, cv2: Any) -> np.ndarray:
+        h, w = image.shape[:2]
+        v = np.asarray(value)
+        if task == "seg":
+            labels = v.argmax(0) if v.ndim == 3 else v
+            labels = cv2.resize(labels.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST)
+            rgb = blend(image[..., ::-1], colorize_seg(labels, self.palette), 0.5)
+        elif task == "normal":
+            rgb = normals_to_rgb(cv2.resize(np.moveaxis(v, 0, -1), (w, h), interpolation=cv2.INTER_LINEAR))
+        else:
+            single = cv2.resize(v.reshape(v.shape[-2:]).astype(np.float32), (w, h))
+            rgb = colorize_depth(single) if task == "depth" else gray_to_rgb(single)
+        tile = np.ascontiguousarray(rgb[..., ::-1])
+        _text(cv2, tile, task, (4, h - 6), 0.4)
+        return tile
+
+
+class WindowSink:
+    """Shows the picture in an OpenCV window; q or Esc (or closing the window) stops the stream."""
+
+    def __init__(self, visual: Visualizer, title: str = "simokit") -> None:
+        self.visual, self.title = visual, title
+        self.cv2 = require_cv2("the window")
+        try:
+            self.cv2.namedWindow(title, self.cv2.WINDOW_NORMAL)
+        except self.cv2.error:
+            raise StreamError(
+                "cannot open a window: this OpenCV has no GUI (headless wheel) or there is no display; "
+                "pass --headless (and --record/--save to keep the pictures)"
+            ) from None
+
+    def write(self, frame: Frame, outputs: dict[str, np.ndarray]) -> bool:
+        """Draw; False (stop) on q/Esc or when the user closed the window."""
+        self.cv2.imshow(self.title, self.visual(frame, outputs))
+        key = self.cv2.waitKey(1) & 0xFF
+        closed = self.cv2.getWindowProperty(self.title, self.cv2.WND_PROP_VISIBLE) < 1
+        return key not in (ord("q"), 27) and not closed
+
+    def close(self) -> None:
+        """Close the window."""
+        self.cv2.destroyWindow(self.title)
+
+
+class RecordSink:
+    """Writes the pictures to a video; the file appears (complete, playable) only when the stream ends."""
+
+    def __init__(self, path: str | Path, visual: Visualizer, fps: float | Callable[[], float] = 30.0) -> None:
+        self.path, self.visual, self.fps = Path(path), visual, fps  # a callable: asked at the first frame
+        if self.path.suffix.lower() not in FOURCC:
+            raise StreamError(f"--record {self.path}: use one of {', '.join(FOURCC)} for the video file")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix}")
+        self.frames = 0
+        self._writer: Any = None
+        self._size: tuple[int, int] = (0, 0)
+
+    def write(self, frame: Frame, outputs: dict[str, np.ndarray]) -> None:
+        """Append one picture (resized to the first one's size if the source changed resolution)."""
+        cv2 = require_cv2("--record")
+        picture = self.visual(frame, outputs)
+        if self._writer is None:
+            self._size = (picture.shape[1], picture.shape[0])
+            fourcc = cv2.VideoWriter_fourcc(*FOURCC[self.path.suffix.lower()])
+            fps = (self.fps() if callable(self.fps) else self.fps) or 30.0
+            self._writer = cv2.VideoWriter(str(self.tmp), fourcc, fps, self._size)
+            if not self._writer.isOpened():
+                raise StreamError(f"--record {self.path}: OpenCV cannot write this video format here")
+        if (picture.shape[1], picture.shape[0]) != self._size:
+            picture = cv2.resize(picture, self._size)
+        self._writer.write(picture)
+        self.frames += 1
+
+    def close(self) -> None:
+        """Finalise the container and move it into place (nothing is written for zero frames)."""
+        if self._writer is not None:
+            self._writer.release()
+            self._writer = None
+            if self.frames:
+                os.replace(self.tmp, self.path)
+        if self.tmp.exists():
+            self.tmp.unlink()
+
+
+class SaveSink:
+    """Per frame: DIR/<index>.png (the picture) and DIR/<index>_<task>.npy (raw outputs), each atomic."""
+
+    def __init__(self, folder: str | Path, visual: Visualizer) -> None:
+        self.folder, self.visual = Path(folder), visual
+        self.folder.mkdir(parents=True, exist_ok=True)
+
+    def write(self, frame: Frame, outputs: dict[str, np.ndarray]) -> None:
+        """Write the picture and one .npy per task."""
+        cv2 = require_cv2("--save")
+        ok, png = cv2.imencode(".png", self.visual(frame, outputs))
+        if not ok:
+            raise StreamError(f"--save {self.folder}: PNG encoding failed")
+        _atomic_write(self.folder / f"{frame.index:06d}.png", png.tobytes())
+        for task, value in outputs.items():
+            buf = io.BytesIO()
+            np.save(buf, value)
+            _atomic_write(self.folder / f"{frame.index:06d}_{task}.npy", buf.getvalue())
+
+    def close(self) -> None:
+        """Nothing buffered."""
+
+
+def make_sinks(
+    meta: BundleMeta,
+    stats: StreamStats | None = None,
+    *,
+    window: bool = False,
+    record: str | Path | None = None,
+    save: str | Path | None = None,
+    fps: float | Callable[[], float] = 30.0,
+) -> list[Sink]:
+    """The sinks the CLI flags ask for, sharing one Visualizer (no window = headless)."""
+    visual = Visualizer(meta, stats)
+    sinks: list[Sink] = []
+    if record:
+        sinks.append(RecordSink(record, visual, fps))
+    if save:
+        sinks.append(SaveSink(save, visual))
+    if window:
+        sinks.append(WindowSink(visual))
+    return sinks
+
+
+def _text(cv2: Any, image: np.ndarray, text: str, org: tuple[int, int], scale: float) -> None:
+    """White text with a dark outline, readable on any background (drawn in place)."""
+    cv2.putText(image, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 3, cv2.LINE_AA)
+    cv2.putText(image, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)

@@ -1,0 +1,199 @@
+"""Frame sources behind one URI-like argument: cameras, device nodes, files, RTSP, GStreamer, image folders.
+
+`open_source("0")` is camera 0, `/dev/video0` a V4L2 device, `rtsp://...` (also rtmp/http) a network
+stream, `gst:<pipeline>` a GStreamer pipeline ending in appsink, `csi://0` a Jetson CSI camera (through
+nvarguscamerasrc), and anything else a video file or a folder of images. Sources are not opened until
+`open()`; OpenCV is imported only then, so the module stays importable on machines without it.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from simokit.errors import SimokitError
+
+log = logging.getLogger(__name__)
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+NETWORK_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
+# Network reads otherwise block for FFmpeg's default (~30 s) when a stream stalls, delaying reconnects.
+NETWORK_TIMEOUT_MS = 5000
+
+
+class StreamError(SimokitError):
+    """A frame source cannot be opened, or a live source was lost and could not be re-opened."""
+
+
+class Source(ABC):
+    """Where frames come from: open() may raise StreamError; read() gives BGR uint8 or None when done."""
+
+    uri: str
+    live: bool  # cameras and network streams: keep only the newest frame, re-open when they drop
+    fps: float = 0.0  # nominal rate when known (used for recordings), else 0
+
+    @abstractmethod
+    def open(self) -> None:
+        """Open (or re-open) the source; raise StreamError naming the URI when that fails."""
+
+    @abstractmethod
+    def read(self) -> np.ndarray | None:
+        """Next (H, W, 3) uint8 BGR frame; None at end of file or when a live source dropped."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the device or file; safe to call twice."""
+
+
+class CaptureSource(Source):
+    """Anything cv2.VideoCapture opens: camera index, device path, file, network URL or GStreamer pipeline."""
+
+    def __init__(
+        self, uri: str, target: int | str, api: str, live: bool, request: tuple[int, int, float] = (0, 0, 0.0)
+    ) -> None:
+        self.uri, self.target, self.api, self.live = uri, target, api, live
+        self.request = request  # (width, height, fps) asked of a camera; 0 = driver default
+        self._cap: Any = None
+
+    def open(self) -> None:
+        """Open through OpenCV with the backend this URI needs and apply camera requests."""
+        cv2 = require_cv2(f"source '{self.uri}'")
+        api = getattr(cv2, self.api)
+        if self.api == "CAP_GSTREAMER" and not cv2.videoio_registry.hasBackend(api):
+            raise StreamError(
+                f"cannot open source '{self.uri}': this OpenCV has no GStreamer support (pip wheels lack "
+                "it); use the system OpenCV (JetPack's on a Jetson)"
+            )
+        params: list[int] = []
+        if self.uri.startswith(NETWORK_SCHEMES):
+            params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, NETWORK_TIMEOUT_MS]
+            params += [cv2.CAP_PROP_READ_TIMEOUT_MSEC, NETWORK_TIMEOUT_MS]
+        self.close()
+        cap = cv2.VideoCapture(self.target, api, params)
+        if not cap.isOpened():
+            raise StreamError(f"cannot open source '{self.uri}': {self._hint()}")
+        self._cap = cap
+        if isinstance(self.target, int) or self.uri.startswith("/dev/"):
+            self._apply_requests(cv2)
+        self.fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+
+    def _apply_requests(self, cv2: Any) -> None:
+        width, height, fps = self.request
+        self._cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # a hint many drivers ignore; the stream drops anyway
+        for prop, value in ((cv2.CAP_PROP_FRAME_WIDTH, width), (cv2.CAP_PROP_FRAME_HEIGHT, height)):
+            if value:
+                self._cap.set(prop, value)
+        if fps:
+            self._cap.set(cv2.CAP_PROP_FPS, fps)
+        got = (self._cap.get(cv2.CAP_PROP_FRAME_WIDTH), self._cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        if (width and got[0] != width) or (height and got[1] != height):
+            log.warning("%s: asked for %dx%d, the camera gives %dx%d", self.uri, width, height, *got)
+
+    def _hint(self) -> str:
+        if isinstance(self.target, int) or self.uri.startswith("/dev/"):
+            return "no such camera or it is busy (check the index/device and that no other program holds it)"
+        if self.live:
+            return "the stream did not answer (check the URL, credentials and network)"
+        return "not a video OpenCV can decode (check the file and its codec)"
+
+    def read(self) -> np.ndarray | None:
+        """Next frame, or None at end of file / when the device or stream dropped."""
+        if self._cap is None:
+            return None
+        ok, frame = self._cap.read()
+        return frame if ok and frame is not None else None
+
+    def close(self) -> None:
+        """Release the capture."""
+        if self._cap is not None:
+            self._cap.release()
+            self._cap = None
+
+
+class FolderSource(Source):
+    """Every image in a folder, in file-name order (not live: nothing dropped)."""
+
+    live = False
+
+    def __init__(self, uri: str, folder: Path) -> None:
+        self.uri, self.folder = uri, folder
+        self._files: list[Path] = []
+        self._next = 0
+
+    def open(self) -> None:
+        """List the folder's images; an empty folder is an error."""
+        self._files = sorted(p for p in self.folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not self._files:
+            raise StreamError(f"cannot open source '{self.uri}': no {'/'.join(IMAGE_SUFFIXES)} images in it")
+        self._next = 0
+
+    def read(self) -> np.ndarray | None:
+        """Next readable image (unreadable files are skipped with a warning), None after the last."""
+        cv2 = require_cv2(f"source '{self.uri}'")
+        while self._next < len(self._files):
+            path = self._files[self._next]
+            self._next += 1
+            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            if image is not None:
+                return np.asarray(image)
+            log.warning("%s: cannot read %s, skipped", self.uri, path.name)
+        return None
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+def open_source(uri: str | int | Source, width: int = 0, height: int = 0, fps: float = 0.0) -> Source:
+    """Parse a URI into an (unopened) Source; width/height/fps are requests to cameras."""
+    if isinstance(uri, Source):
+        return uri
+    text = str(uri).strip()
+    request = (width, height, fps)
+    if text.isdigit():
+        return CaptureSource(text, int(text), "CAP_ANY", True, request)
+    if text.startswith("v4l2://"):
+        text = text[len("v4l2://") :]
+    if text.startswith("/dev/"):
+        match = re.fullmatch(r"/dev/video(\d+)", text)
+        return CaptureSource(text, int(match.group(1)) if match else text, "CAP_V4L2", True, request)
+    if text.startswith("csi://"):
+        return CaptureSource(text, _csi_pipeline(text, width, height, fps), "CAP_GSTREAMER", True)
+    if text.startswith("gst:"):
+        return CaptureSource(text, text[len("gst:") :].strip(), "CAP_GSTREAMER", True)
+    if text.startswith(NETWORK_SCHEMES):
+        return CaptureSource(text, text, "CAP_FFMPEG", True)
+    path = Path(text[len("file://") :] if text.startswith("file://") else text).expanduser()
+    if path.is_dir():
+        return FolderSource(text, path)
+    if path.is_file():
+        return CaptureSource(text, str(path), "CAP_ANY", False)
+    raise StreamError(
+        f"cannot open source '{text}': no such file or folder (cameras: 0 or /dev/video0; "
+        "streams: rtsp://...; GStreamer: gst:<pipeline>)"
+    )
+
+
+def _csi_pipeline(uri: str, width: int, height: int, fps: float) -> str:
+    """The usual Jetson CSI pipeline: nvarguscamerasrc -> NVMM -> BGR appsink that drops stale frames."""
+    sensor = uri[len("csi://") :] or "0"
+    if not sensor.isdigit():
+        raise StreamError(f"cannot open source '{uri}': expected csi://<sensor id>, e.g. csi://0")
+    w, h, r = width or 1280, height or 720, int(fps or 30)
+    return (
+        f"nvarguscamerasrc sensor-id={sensor} ! video/x-raw(memory:NVMM),width={w},height={h},"
+        f"framerate={r}/1 ! nvvidconv ! video/x-raw,format=BGRx ! videoconvert ! video/x-raw,format=BGR "
+        "! appsink drop=true max-buffers=1"
+    )
+
+
+def require_cv2(what: str) -> Any:
+    """The cv2 module, or StreamError saying `what` needs OpenCV and how to install it."""
+    try:
+        import cv2
+    except ImportError:
+        raise StreamError(f"{what} needs OpenCV: pip install 'simokit[cv]' (or JetPack's OpenCV)") from None
+    return cv2
