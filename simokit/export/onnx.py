@@ -91,7 +91,8 @@ class InputAdapter(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """Input in the spec's layout -> (B, 3, H, W) float32 normalised."""
         if self.kind == "uint8":
-            return (x.permute(0, 3, 1, 2).float() - self.mean) * self.inv_std
+            # cast before the transpose: TensorRT's uint8 support is limited to I/O and casts
+            return (x.float().permute(0, 3, 1, 2) - self.mean) * self.inv_std
         return x
 
 

@@ -24,6 +24,7 @@ from simokit.merge.api import merge_state_dicts
 from simokit.merge.inputs import load_inputs
 from simokit.merge.realign import fit_realignment, realigned_model
 from simokit.merge.routing import BlockChoice, RoutedModel, build_router, pick_block, sweep_blocks
+from simokit.merge.study import Inputs
 from simokit.models import DinoVisionTransformer, MultiTaskModel
 from simokit.recipe import PipelineConfig
 from simokit.runtime.router import SubspaceRouter
@@ -72,21 +73,10 @@ def run_domains(cfg: PipelineConfig, progress: bool = True) -> DomainResult:
     base = first.make_encoder(first.base_state)
     t0 = time.perf_counter()
     engines = {
-        d: _engine(
-            inp.base_state,
-            list(inp.expert_states.values()),
-            inp.heads,
-            first.make_encoder,
-            splits[d].calib,
-            cfg,
-        )
-        for d, inp in inputs.items()
+        d: _engine(inp, list(inp.expert_states.values()), splits[d].calib, cfg) for d, inp in inputs.items()
     }
     everything = [sd for inp in inputs.values() for sd in inp.expert_states.values()]
-    merged_all = {
-        d: _engine(first.base_state, everything, inputs[d].heads, first.make_encoder, splits[d].calib, cfg)
-        for d in inputs
-    }
+    merged_all = {d: _engine(inputs[d], everything, splits[d].calib, cfg) for d in inputs}
     seconds["merge"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     support = {d: _images(splits[d].calib, r.support) for d in splits}
@@ -102,20 +92,22 @@ def run_domains(cfg: PipelineConfig, progress: bool = True) -> DomainResult:
 
 
 def _engine(
-    base: dict[str, torch.Tensor],
-    experts: list[dict[str, torch.Tensor]],
-    heads: dict[str, Any],
-    make_encoder: Any,
-    calib: SceneArrays | None,
-    cfg: PipelineConfig,
+    domain: Inputs, experts: list[dict[str, torch.Tensor]], calib: SceneArrays | None, cfg: PipelineConfig
 ) -> MultiTaskModel:
-    """Merge `experts` with the routing recipe and re-align `heads` on `calib`."""
+    """Merge `experts` with the routing recipe; re-align `domain`'s heads to its experts on `calib`."""
     r = cfg.routing
-    merged = make_encoder(merge_state_dicts(base, experts, r.method, **r.hparams))
+    merged = domain.make_encoder(merge_state_dicts(domain.base_state, experts, r.method, **r.hparams))
     if calib is None:
         raise RuntimeError("domain splits lack calibration images")
+    targets = {t: domain.make_encoder(sd) for t, sd in domain.expert_states.items()}
     fitted = fit_realignment(
-        merged, {}, heads, calib, mode=r.realign, n_images=cfg.merge.realign_images, ridge=cfg.merge.ridge
+        merged,
+        targets,
+        domain.heads,
+        calib,
+        mode=r.realign,
+        n_images=cfg.merge.realign_images,
+        ridge=cfg.merge.ridge,
     )
     return realigned_model(merged, fitted)
 
