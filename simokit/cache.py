@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -39,3 +40,15 @@ def atomic_path(final: Path) -> Iterator[Path]:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def publish_dir(tmp: Path, final: Path) -> None:
+    """Move a finished temporary directory (a bundle, a model repository) to `final`, replacing an old one."""
+    # The old copy is moved aside first, so at most for a moment neither name is complete on disk;
+    # a reader (a robot, a polling Triton) sees the old directory or the new one, never a half one.
+    old = final.with_name(f".{final.name}.old")
+    if final.exists():
+        os.replace(final, old)
+    os.replace(tmp, final)
+    if old.exists():
+        shutil.rmtree(old)

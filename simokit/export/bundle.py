@@ -7,7 +7,6 @@ export has passed verification, so an interrupted or failed build never leaves a
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any
 import numpy as np
 
 import simokit
-from simokit.cache import atomic_path
+from simokit.cache import atomic_path, publish_dir
 from simokit.export.fp16 import convert_fp16
 from simokit.export.onnx import INPUT_NAME, ExportSpec, export_onnx
 from simokit.export.verify import FP16_LABEL_AGREEMENT, FP16_TOLERANCE, VerifyReport, verify_onnx
@@ -136,17 +135,6 @@ def _layout(images: np.ndarray, spec: ExportSpec) -> np.ndarray:
     if spec.input_kind == "uint8":
         return np.ascontiguousarray(images)
     return normalize_nchw(images, spec.mean, spec.std)
-
-
-def publish_dir(tmp: Path, final: Path) -> None:
-    """Move a finished temporary bundle directory to `final`, replacing an older one."""
-    # Replace an old bundle with at most a moment where neither name is complete on disk.
-    old = final.with_name(f".{final.name}.old")
-    if final.exists():
-        os.replace(final, old)
-    os.replace(tmp, final)
-    if old.exists():
-        shutil.rmtree(old)
 
 
 def _runtime_versions() -> dict[str, str]:

@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from simokit.export.bundle import publish_dir, write_bundle
+from simokit.cache import publish_dir
+from simokit.export.bundle import write_bundle
 from simokit.export.onnx import ExportSpec, InputAdapter, export_module
 from simokit.merge.routing import RouterFeatures
 from simokit.models import DinoVisionTransformer, MultiTaskModel
