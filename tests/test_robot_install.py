@@ -15,7 +15,7 @@ from simokit.export.bundle import write_bundle
 from simokit.export.onnx import ExportSpec, export_onnx
 from simokit.models import HeadConfig, MultiTaskModel, build_encoder, build_head
 
-BLOCK = "torch safetensors onnx onnxslim matplotlib transformers".split()
+BLOCK = ["torch", "safetensors", "onnx", "onnxslim", "matplotlib", "transformers"]
 
 
 @pytest.fixture(scope="module")
