@@ -4,6 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from simokit.cli import main
@@ -127,3 +128,24 @@ def test_merge_with_adamerging_tap(cache: Path, tmp_path: Path) -> None:
     )
     assert "init=0.3" in report or "init=0.6" in report  # started from task arithmetic's selected alpha
     assert (out / "merge_adamerging.png").is_file()
+
+
+def test_build_routed_bundle_and_run_it(
+    cache: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from simokit.runtime.engine import load
+    from simokit.runtime.routed import RoutedEngine
+
+    out = tmp_path / "routed"
+    sets = [*_sets(), "--set", "routing.domains=[indoor, outdoor]", "--set", "routing.support=6"]
+    assert main(["build", "-q", "--out", str(out), "--verify-images", "2", *sets]) == 0
+    text = capsys.readouterr().out
+    for row in ("| oracle domain engine |", "| routed (SiM) |", "| one engine merged from all domains |"):
+        assert row in text
+    assert "Routing accuracy on the test images: indoor" in text
+    assert sorted(p.name for p in (out / "domains").iterdir()) == ["indoor", "outdoor"]
+    engine = load(out)
+    assert isinstance(engine, RoutedEngine)
+    frames = np.random.default_rng(0).integers(0, 256, (2, 56, 56, 3), dtype=np.uint8)
+    result = engine.infer(frames)
+    assert result["depth"].shape == (2, 1, 56, 56) and len(engine.last_domains) == 2
