@@ -166,6 +166,11 @@ def cmd_profile(args: argparse.Namespace) -> int:
         result["ort_vs_torch_eager"] = result["merged"]["p50_ms"] / eager.p50_ms
     result["title"] = title
     print(f"{title}\n\n{table(result)}")
+    if args.data and args.target and not args.arch:
+        from simokit.profile.accuracy import accuracy_table, bundle_accuracy
+
+        result["accuracy"] = bundle_accuracy(Path(args.target), args.data, args.threads)
+        print(f"\n{accuracy_table(result['accuracy'])}")
     write_outputs(result, Path(args.json) if args.json else None, Path(args.plot) if args.plot else None)
     return 0
 
@@ -409,6 +414,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--iters", type=int, default=30)
     p.add_argument("--json", help="write the results as JSON here")
     p.add_argument("--plot", help="write a latency bar plot (PNG) here")
+    p.add_argument(
+        "--data", help="also compare accuracy per task on labelled data: 'scenes[:split]' or an NYUv2 folder"
+    )
     p.set_defaults(func=cmd_profile, parser=p)
 
     p = sub.add_parser("inspect", help="show what a bundle or ONNX file holds")
