@@ -49,15 +49,11 @@ def test_merged_and_expert_metrics_and_score(bundle: Path, tmp_path: Path) -> No
     merged, expert = result["merged"]["depth"], result["experts"]["depth"]
     assert result["images"] == 4 and set(merged) == {"abs_err", "abs_rel", "delta1"}
     assert merged["abs_err"] != expert["abs_err"]  # two different graphs really ran
-    # depth scores are expert/merged error ratios averaged with delta1 ratios
-    expected = np.mean(
-        [
-            expert["abs_err"] / merged["abs_err"],
-            expert["abs_rel"] / merged["abs_rel"],
-            merged["delta1"] / max(expert["delta1"], 1e-12),
-        ]
-    )
-    assert result["scores"]["depth"] == pytest.approx(expected, rel=1e-6) or result["scores"]["depth"] > 0
+    # the depth score: errors as expert/merged, delta1 as merged/expert (0 when the expert has none)
+    ratios = [expert["abs_err"] / merged["abs_err"], expert["abs_rel"] / merged["abs_rel"]]
+    ratios.append(merged["delta1"] / expert["delta1"] if expert["delta1"] > 0 else 0.0)
+    assert result["scores"]["depth"] == pytest.approx(np.mean(ratios), rel=1e-9)
+    assert result["mean"] == result["scores"]["depth"]
     assert (
         main(["profile", str(bundle), "--batches", "1", "--iters", "2", "--warmup", "1", "--data", str(data)])
         == 0
