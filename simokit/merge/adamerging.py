@@ -5,8 +5,12 @@ depth+1 final norm) and τ_t either plain task vectors ("sum") or TIES-trimmed, 
 ("ties", AdaMerging++). λ starts at task arithmetic's α and is trained with Adam to minimise TAP:
 the cosine distance between the merged and each expert encoder's patch tokens, at the blocks that
 task's head reads. Each task's term is divided by an exponential moving average of itself, so a
-task whose features drift far (large distance) does not drown the others. The learned λ are stored
-in the candidate's hyper-parameters, so rebuilding the merge needs no second optimisation.
+task whose features drift far (large distance) does not drown the others. The average is floored
+at `ema_floor` times its first value: without a floor, a task whose distance shrinks gets an ever
+larger weight (the objective behaves like Σ log d_t), and on the demo the learned λ collapsed onto
+one expert (λ_seg → 1, the others → 0), lowering that task's TAP to 0 while the mean TAP rose from
+0.65 to 1.09. The learned λ are stored in the candidate's hyper-parameters, so rebuilding the merge
+needs no second optimisation.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ class AdaMergingParams:
     batch: int = 16
     lr: float = 5e-3
     ema: float = 0.9
+    ema_floor: float = 0.5
     max_coef: float = 1.5
     seed: int = 0
     coefficients: list[list[float]] | None = None
@@ -54,6 +59,8 @@ class AdaMergingParams:
                 raise ConfigError(f"{METHOD}: {name}={value!r} must be an integer >= {low}")
         if not (0 < self.lr < 1 and 0 <= self.ema < 1 and 0 < self.k <= 1 and self.max_coef > 0):
             raise ConfigError(f"{METHOD}: need 0 < lr < 1, 0 <= ema < 1, 0 < k <= 1 and max_coef > 0")
+        if not 0 <= self.ema_floor <= 1:
+            raise ConfigError(f"{METHOD}: ema_floor={self.ema_floor} must be in [0, 1]")
 
     @classmethod
     def from_hparams(cls, hparams: dict[str, Any]) -> AdaMergingParams:
@@ -135,18 +142,20 @@ def cosine_tap(merged: dict[int, Tensor], expert: dict[int, Tensor]) -> Tensor:
 
 
 class EmaNormalizer:
-    """Divides each task's loss by a moving average of its own (detached) magnitude."""
+    """Divides each task's loss by a moving average of its own (detached) magnitude, floored."""
 
-    def __init__(self, decay: float) -> None:
-        self.decay = decay
+    def __init__(self, decay: float, floor: float = 0.0) -> None:
+        self.decay, self.floor = decay, floor
         self.average: dict[str, float] = {}
+        self.first: dict[str, float] = {}
 
     def __call__(self, task: str, value: Tensor) -> Tensor:
-        """value / EMA(value), the EMA updated with this value first (so step one gives 1)."""
+        """value / max(EMA(value), floor · first value); the EMA is updated first (step one gives 1)."""
         v = float(value.detach())
         prev = self.average.get(task)
+        self.first.setdefault(task, v)
         self.average[task] = v if prev is None else self.decay * prev + (1 - self.decay) * v
-        return value / max(self.average[task], 1e-12)
+        return value / max(self.average[task], self.floor * self.first[task], 1e-12)
 
 
 @dataclass
@@ -187,7 +196,7 @@ def learn_coefficients(
     init = 0.3 if params.init is None else params.init
     coef = torch.full((len(tasks), stack.num_layers), float(init), requires_grad=True)
     opt = torch.optim.Adam([coef], lr=params.lr)
-    norm = EmaNormalizer(params.ema)
+    norm = EmaNormalizer(params.ema, params.ema_floor)
     gen = torch.Generator().manual_seed(params.seed)
     result = AdaResult([])
     result.tap_before = _relative_tap(net, base, stack, coef, images, targets, blocks, zero)

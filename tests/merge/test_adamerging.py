@@ -47,6 +47,20 @@ def test_ema_normaliser_balances_tasks_of_different_magnitude() -> None:
     assert float(x.grad) == pytest.approx(0.01 / (0.5 * 0.01 + 0.5 * 0.02))
 
 
+def test_the_ema_floor_stops_a_shrinking_task_from_taking_over() -> None:
+    free, floored = EmaNormalizer(decay=0.5), EmaNormalizer(decay=0.5, floor=0.5)
+    for value in (1.0, 0.1, 0.01, 0.001):  # a task converging onto its expert
+        grads = []
+        for norm in (free, floored):
+            x = torch.tensor(value, requires_grad=True)
+            norm("seg", x).backward()
+            grads.append(float(x.grad))
+    # EMA: 1 -> 0.55 -> 0.28 -> 0.1405; without the floor the weight keeps growing as 1/EMA, with it
+    # it stops at 1 / (0.5 * first value)
+    assert grads[0] == pytest.approx(1 / 0.1405) and grads[1] == pytest.approx(2.0)
+    assert floored.average["seg"] == pytest.approx(free.average["seg"])
+
+
 def test_uniform_coefficients_equal_task_arithmetic(
     vit_family: Callable[[int], tuple[StateDict, list[StateDict]]],
 ) -> None:
