@@ -250,13 +250,23 @@ def cmd_run(args: argparse.Namespace) -> int:
         record=args.record,
         save=args.save,
         fps=lambda: source.fps or args.fps or 30.0,
+        label=_domain_label(engine),
     )
     print(f"{engine.describe()} on {source.uri}", flush=True)
     stats = stream.run()
     print(stats.summary())
+    if hasattr(engine, "last_domains"):  # a routed bundle: which domain engine ran how many frames
+        print(engine.describe())
     if args.record and Path(args.record).exists():
         print(f"recording: {args.record}")
     return 0
+
+
+def _domain_label(engine: object) -> Callable[[], str] | None:
+    """For a routed engine, the overlay names the domain whose engine ran the latest frame."""
+    if not hasattr(engine, "last_domains"):
+        return None
+    return lambda: "domain " + (engine.last_domains[-1] if engine.last_domains else "-")
 
 
 def cmd_build_engine(args: argparse.Namespace) -> int:

@@ -1,5 +1,6 @@
 """The command line end to end on a tiny recipe, and its one-line errors."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -149,3 +150,15 @@ def test_build_routed_bundle_and_run_it(
     frames = np.random.default_rng(0).integers(0, 256, (2, 56, 56, 3), dtype=np.uint8)
     result = engine.infer(frames)
     assert result["depth"].shape == (2, 1, 56, 56) and len(engine.last_domains) == 2
+    import cv2
+
+    video = tmp_path / "v.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (56, 56))
+    for frame in np.random.default_rng(1).integers(0, 256, (5, 56, 56, 3), dtype=np.uint8):
+        writer.write(frame)
+    writer.release()
+    capsys.readouterr()
+    assert main(["run", str(out), "--source", str(video), "--headless", "-q"]) == 0
+    text = capsys.readouterr().out
+    assert "routed over indoor, outdoor" in text.splitlines()[-1] and "frames" in text.splitlines()[-1]
+    assert sum(int(n) for n in re.findall(r"(?:indoor|outdoor) (\d+)[,;]", text.splitlines()[-1])) == 5

@@ -28,8 +28,10 @@ FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".mkv": "mp4v", ".avi"
 class Visualizer:
     """(frame, outputs) -> one BGR picture of all tasks with stats text; cached per frame for all sinks."""
 
-    def __init__(self, meta: BundleMeta, stats: StreamStats | None = None) -> None:
-        self.meta, self.stats = meta, stats
+    def __init__(
+        self, meta: BundleMeta, stats: StreamStats | None = None, label: Callable[[], str] | None = None
+    ) -> None:
+        self.meta, self.stats, self.label = meta, stats, label  # label: e.g. the routed engine's domain
         rng = np.random.default_rng(0)  # a fixed fallback palette when the bundle has none
         palette = meta.palette or tuple(map(tuple, rng.integers(0, 256, (256, 3))))
         self.palette = np.asarray(palette, np.uint8)
@@ -50,6 +52,7 @@ class Visualizer:
         grid = panel([tiles[i : i + cols] for i in range(0, len(tiles), cols)])
         if self.stats is not None and self.stats.delivered:
             text = f"{self.stats.infer_fps():.1f} fps  latency {self.stats.latency_ms(50, last=100):.0f} ms"
+            text += f"  {self.label()}" if self.label else ""
             scale = min(0.6, max(0.35, grid.shape[1] / 900))
             _text(cv2, grid, text, (6, round(36 * scale)), scale)
         self._last = (frame.index, grid)
@@ -169,9 +172,10 @@ def make_sinks(
     record: str | Path | None = None,
     save: str | Path | None = None,
     fps: float | Callable[[], float] = 30.0,
+    label: Callable[[], str] | None = None,
 ) -> list[Sink]:
     """The sinks the CLI flags ask for, sharing one Visualizer (no window = headless)."""
-    visual = Visualizer(meta, stats)
+    visual = Visualizer(meta, stats, label)
     sinks: list[Sink] = []
     if record:
         sinks.append(RecordSink(record, visual, fps))
