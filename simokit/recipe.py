@@ -134,8 +134,8 @@ class RoutingConfig:
     Empty `domains` (the default) means no routing. Otherwise each domain's experts are fine-tuned
     from the shared base on that domain's scenes, merged with `method`/`hparams`, re-aligned, and a
     router built from `support` images per domain picks the engine for each frame. `block` = -1
-    picks the earliest encoder block whose routing accuracy on the validation split is within one
-    point of the best; `margin` is the video hysteresis (relative residual improvement to switch).
+    picks the earliest (cheapest) encoder block whose routing accuracy on the validation split is
+    within two points of the best; `margin` is the video hysteresis (relative residual improvement to switch).
     """
 
     domains: tuple[str, ...] = ()
@@ -143,8 +143,8 @@ class RoutingConfig:
     hparams: dict[str, Any] = field(default_factory=lambda: {"k": 0.3, "alpha": 1.0})
     realign: str = "head"
     support: int = 32
-    mode: str = "pooled"
-    energy: float = 0.9
+    mode: str = "grid"
+    energy: float = 0.99
     max_rank: int = 16
     block: int = -1
     margin: float = 0.1

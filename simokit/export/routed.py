@@ -9,6 +9,7 @@ section is what simokit.runtime.load uses to route. Published atomically like ev
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -57,7 +58,10 @@ def write_routed_bundle(
         for domain, model in engines.items():
             write_bundle(tmp / "domains" / domain, model, spec, verify_images[domain], **(write_kwargs or {}))
         first = tmp / "domains" / router.domains[0]
-        shutil.copyfile(first / MODEL_FILE, tmp / MODEL_FILE)
+        try:  # the default graph is the first domain's: a hard link costs no disk space
+            os.link(first / MODEL_FILE, tmp / MODEL_FILE)
+        except OSError:
+            shutil.copyfile(first / MODEL_FILE, tmp / MODEL_FILE)
         export_router(base, router, spec, tmp / ROUTER_GRAPH)
         router.save(tmp / ROUTER_BASES)
         meta = read_meta(first)

@@ -17,7 +17,7 @@ import numpy as np
 
 from simokit.errors import ConfigError, ShapeError
 
-ROUTER_MODES = ("pooled", "patch")
+ROUTER_MODES = ("grid", "pooled", "patch")  # grid/pooled: one vector per image; patch: per token
 
 
 def fit_basis(features: np.ndarray, energy: float = 0.9, max_rank: int = 16) -> np.ndarray:
@@ -47,7 +47,7 @@ class SubspaceRouter:
     domains: tuple[str, ...]
     bases: list[np.ndarray]
     block: int
-    mode: str = "pooled"
+    mode: str = "grid"
 
     def __post_init__(self) -> None:
         if self.mode not in ROUTER_MODES:
@@ -56,8 +56,8 @@ class SubspaceRouter:
             raise ConfigError("a router needs one basis per domain and at least two domains")
 
     def residuals(self, feats: np.ndarray) -> np.ndarray:
-        """(B, C) pooled or (B, N, C) patch features -> (B, D) relative residual per domain."""
-        want = 2 if self.mode == "pooled" else 3
+        """(B, F) grid/pooled or (B, N, C) patch features -> (B, D) relative residual per domain."""
+        want = 3 if self.mode == "patch" else 2
         if feats.ndim != want:
             raise ShapeError(f"{self.mode} router features must have {want} dims; got shape {feats.shape}")
         per = [relative_residual(feats, b) for b in self.bases]

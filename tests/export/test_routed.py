@@ -88,7 +88,7 @@ def test_router_graph_matches_torch_features(routed: Path) -> None:
     frames = _frames("blue", 2, seed=40)
     session = ort.InferenceSession(str(routed / "router.onnx"), providers=["CPUExecutionProvider"])
     (feats,) = session.run(None, {"image": frames})
-    ref = router_features(RouterFeatures(BASE["encoder"], block=0), to_tensor_batch(frames))  # type: ignore[arg-type]
+    ref = router_features(RouterFeatures(BASE["encoder"], block=0, mode="pooled"), to_tensor_batch(frames))  # type: ignore[arg-type]
     np.testing.assert_allclose(feats, ref, rtol=0, atol=1e-5)
     engine = load(routed)
     assert isinstance(engine, RoutedEngine)

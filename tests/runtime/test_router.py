@@ -68,13 +68,32 @@ def test_hysteresis_needs_a_margin_to_switch() -> None:
 def test_bad_router_input_is_named() -> None:
     basis = np.eye(4, 2, dtype=np.float32)
     router = SubspaceRouter(("x", "y"), [basis, basis], block=0)
-    with pytest.raises(ShapeError, match="pooled router features must have 2 dims"):
+    with pytest.raises(ShapeError, match="grid router features must have 2 dims"):
         router.route(np.zeros((2, 5, 4)))
     with pytest.raises(ConfigError, match="at least two domains"):
         SubspaceRouter(("x",), [basis], block=0)
     with pytest.raises(ConfigError, match="mode"):
         SubspaceRouter(("x", "y"), [basis, basis], block=0, mode="cls")
+    with pytest.raises(ShapeError, match="patch router features must have 3 dims"):
+        SubspaceRouter(("x", "y"), [basis, basis], block=0, mode="patch").route(np.zeros((2, 4)))
     with pytest.raises(ShapeError, match=r"\(n, C\)"):
         fit_basis(np.zeros(4))
     with pytest.raises(ConfigError, match="margin"):
         Hysteresis(margin=1.5)
+
+
+def test_grid_features_are_region_averages_and_refuse_odd_grids() -> None:
+    import torch
+
+    from simokit.merge.routing import GRID, RouterFeatures
+    from simokit.models import build_encoder
+
+    enc = build_encoder("vitnano14").eval()
+    x = torch.randn(2, 3, 112, 112, generator=torch.Generator().manual_seed(0))
+    feats = RouterFeatures(enc, 0, "grid")(x)
+    (maps,) = enc.get_intermediate_layers(x, n=[0], reshape=True, norm=True)
+    ref = torch.nn.functional.adaptive_avg_pool2d(maps, GRID).flatten(1)
+    assert feats.shape == (2, 48 * GRID * GRID)
+    torch.testing.assert_close(feats, ref, rtol=0, atol=1e-5)
+    with pytest.raises(ShapeError, match="token grid divisible by 4"):
+        RouterFeatures(enc, 0, "grid")(torch.zeros(1, 3, 70, 70))
