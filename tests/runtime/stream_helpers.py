@@ -44,8 +44,11 @@ class FakeLive(Source):
 
     live = True
 
-    def __init__(self, opens: list[bool], drop_after: int = 0, period: float = 0.001) -> None:
+    def __init__(
+        self, opens: list[bool], drop_after: int = 0, period: float = 0.001, drop_sessions: int | None = None
+    ) -> None:
         self.uri, self.opens, self.drop_after, self.period = "fake://cam", opens, drop_after, period
+        self.drop_sessions = drop_sessions  # how many sessions drop (None: every one)
         self.open_calls = 0
         self.session = -1
         self._count = 0
@@ -61,7 +64,8 @@ class FakeLive(Source):
 
     def read(self) -> np.ndarray | None:
         """A small frame after `period` seconds, or None once this session has dropped."""
-        if self.drop_after and self._count >= self.drop_after:
+        dropping = self.drop_sessions is None or self.session < self.drop_sessions
+        if self.drop_after and self._count >= self.drop_after and dropping:
             return None
         time.sleep(self.period)  # a camera paces its frames; also keeps this thread off the GIL
         self._count += 1

@@ -62,7 +62,9 @@ def test_live_source_keeps_only_the_newest_frame(caplog: pytest.LogCaptureFixtur
 
 
 def test_live_source_reconnects_and_resumes(caplog: pytest.LogCaptureFixture) -> None:
-    src = FakeLive([True, False, False, True], drop_after=4)  # drops after 4 frames, 2 failed re-opens
+    # drops once after 4 frames, then 2 failed re-opens; the second session does not drop, so how far the
+    # capture thread runs ahead of the consumer cannot add reconnects
+    src = FakeLive([True, False, False, True], drop_after=4, drop_sessions=1)
     stream = Stream(SlowEngine(0.0), src, max_frames=6, reconnect=FAST, log_every=0)  # type: ignore[arg-type]
     with caplog.at_level("INFO"):
         results = list(stream)
