@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-import torch
+from tiny_models import tiny_model as shared_tiny_model
 
-from simokit.models import HeadConfig, MultiTaskModel, build_encoder, build_head
+from simokit.models import MultiTaskModel
 
 TASKS = ("seg", "depth", "normal")
 SIZE = 56
@@ -13,13 +13,7 @@ SIZE = 56
 
 def tiny_model() -> MultiTaskModel:
     """Seeded nano encoder with one linear head per task."""
-    torch.manual_seed(3)
-    heads = {
-        "seg": build_head(HeadConfig("linear", 11, "none", batch_norm=True), 48),
-        "depth": build_head(HeadConfig("linear", 1, "exp"), 48),
-        "normal": build_head(HeadConfig("linear", 3, "normalize"), 48),
-    }
-    return MultiTaskModel(build_encoder("vitnano14"), heads).eval()
+    return shared_tiny_model(seed=3)
 
 
 def frames(n: int, h: int = SIZE, w: int = SIZE, seed: int = 0) -> np.ndarray:

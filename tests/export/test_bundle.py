@@ -10,13 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tiny_models import tiny_model
 
 from simokit.cli import main
 from simokit.data import PALETTE, to_tensor_batch
 from simokit.errors import ConfigError, ShapeError
 from simokit.export.bundle import write_bundle
 from simokit.export.onnx import ExportSpec
-from simokit.models import HeadConfig, MultiTaskModel, build_encoder, build_head
+from simokit.models import MultiTaskModel
 from simokit.runtime.bundle import BundleError
 from simokit.runtime.engine import load
 
@@ -25,13 +26,7 @@ TASKS = ("seg", "depth", "normal")
 
 @pytest.fixture(scope="module")
 def model() -> MultiTaskModel:
-    torch.manual_seed(1)
-    heads = {
-        "seg": build_head(HeadConfig("linear", 11, "none", batch_norm=True), 48),
-        "depth": build_head(HeadConfig("linear", 1, "exp"), 48),
-        "normal": build_head(HeadConfig("linear", 3, "normalize"), 48),
-    }
-    return MultiTaskModel(build_encoder("vitnano14"), heads).eval()
+    return tiny_model(seed=1)
 
 
 def _frames(n: int, h: int = 56, w: int = 56) -> np.ndarray:

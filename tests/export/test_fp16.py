@@ -9,13 +9,13 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-import torch
+from tiny_models import tiny_model
 
 from simokit.export.bundle import write_bundle
 from simokit.export.fp16 import FP16_MAX, convert_fp16
 from simokit.export.onnx import ExportSpec, example_input, export_onnx
 from simokit.export.verify import FP16_TOLERANCE
-from simokit.models import HeadConfig, MultiTaskModel, build_encoder, build_head
+from simokit.models import MultiTaskModel
 from simokit.runtime.bundle import FP16_FILE, read_meta
 
 TASKS = ("seg", "depth", "normal")
@@ -24,13 +24,7 @@ HALF, FLOAT = onnx.TensorProto.FLOAT16, onnx.TensorProto.FLOAT
 
 @pytest.fixture(scope="module")
 def graph(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ExportSpec, MultiTaskModel]:
-    torch.manual_seed(4)
-    heads = {
-        "seg": build_head(HeadConfig("linear", 11, "none", batch_norm=True), 48),
-        "depth": build_head(HeadConfig("linear", 1, "exp"), 48),
-        "normal": build_head(HeadConfig("linear", 3, "normalize"), 48),
-    }
-    model = MultiTaskModel(build_encoder("vitnano14"), heads).eval()
+    model = tiny_model(seed=4)
     spec = ExportSpec(TASKS, 56, 56, input_kind="uint8")
     return export_onnx(model, spec, tmp_path_factory.mktemp("g") / "m.onnx"), spec, model
 

@@ -14,20 +14,14 @@ TASKS = ("seg", "depth", "normal")
 @pytest.fixture(scope="session")
 def stream_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 56x56 vitnano14 bundle with seg (11 classes), depth and normal heads (~1 s to build)."""
-    import torch
+
+    from tiny_models import tiny_model
 
     from simokit.data import PALETTE
     from simokit.export.bundle import write_bundle
     from simokit.export.onnx import ExportSpec
-    from simokit.models import HeadConfig, MultiTaskModel, build_encoder, build_head
 
-    torch.manual_seed(0)
-    heads = {
-        "seg": build_head(HeadConfig("linear", 11, "none"), 48),
-        "depth": build_head(HeadConfig("linear", 1, "exp"), 48),
-        "normal": build_head(HeadConfig("linear", 3, "normalize"), 48),
-    }
-    model = MultiTaskModel(build_encoder("vitnano14"), heads).eval()
+    model = tiny_model(seed=0, seg_batch_norm=False)
     verify = np.random.default_rng(0).integers(0, 256, size=(1, 56, 56, 3), dtype=np.uint8)
     out = tmp_path_factory.mktemp("stream") / "bundle"
     return write_bundle(out, model, ExportSpec(TASKS, 56, 56), verify, classes=("c",) * 11, palette=PALETTE)

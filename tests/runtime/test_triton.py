@@ -31,19 +31,13 @@ ONNX_TO_TRITON = {2: "TYPE_UINT8", 1: "TYPE_FP32", 6: "TYPE_INT32", 10: "TYPE_FP
 @pytest.fixture(scope="module", params=["uint8", "float-dynamic"])
 def bundle(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """56x56 vitnano14 bundles: uint8 NHWC input with seg labels, and float NCHW input of any size."""
-    import torch
+
+    from tiny_models import tiny_model
 
     from simokit.export.bundle import write_bundle
     from simokit.export.onnx import ExportSpec
-    from simokit.models import HeadConfig, MultiTaskModel, build_encoder, build_head
 
-    torch.manual_seed(0)
-    heads = {
-        "seg": build_head(HeadConfig("linear", 5, "none"), 48),
-        "depth": build_head(HeadConfig("linear", 1, "exp"), 48),
-        "normal": build_head(HeadConfig("linear", 3, "normalize"), 48),
-    }
-    model = MultiTaskModel(build_encoder("vitnano14"), heads).eval()
+    model = tiny_model(seed=0, classes=5, seg_batch_norm=False)
     if request.param == "uint8":
         spec = ExportSpec(TASKS, 56, 56, input_kind="uint8", seg_output="labels")
     else:
@@ -135,7 +129,14 @@ def test_triton_urls_parse(url: str, want: tuple[object, ...]) -> None:
 
 @pytest.mark.parametrize(
     "url",
-    ["triton://host", "triton://host:port/m", "triton://h/m/v1", "triton://h/a/1/b", "triton://h/m?x=1", "http://h/m"],
+    [
+        "triton://host",
+        "triton://host:port/m",
+        "triton://h/m/v1",
+        "triton://h/a/1/b",
+        "triton://h/m?x=1",
+        "http://h/m",
+    ],
 )
 def test_bad_triton_urls_are_named_errors(url: str) -> None:
     with pytest.raises(ConfigError, match=r"(?i)triton"):

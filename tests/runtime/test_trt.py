@@ -16,14 +16,13 @@ from types import SimpleNamespace
 import numpy as np
 import onnx
 import pytest
-import torch
 from onnx import helper
+from tiny_models import tiny_model
 
 from simokit.cli import main
 from simokit.errors import ConfigError, ShapeError
 from simokit.export.bundle import write_bundle
 from simokit.export.onnx import ExportSpec
-from simokit.models import HeadConfig, MultiTaskModel, build_encoder, build_head
 from simokit.runtime.backends.ort import TRT_CACHE_DIR, trt_provider_options
 from simokit.runtime.bundle import BundleError, read_meta
 from simokit.runtime.capabilities import BACKENDS, installed, require
@@ -51,13 +50,7 @@ needs_trt = pytest.mark.skipif(not HAVE_TRT, reason="needs TensorRT, cuda-python
 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(3)
-    heads = {
-        "seg": build_head(HeadConfig("linear", 11, "none", batch_norm=True), 48),
-        "depth": build_head(HeadConfig("linear", 1, "exp"), 48),
-        "normal": build_head(HeadConfig("linear", 3, "normalize"), 48),
-    }
-    model = MultiTaskModel(build_encoder("vitnano14"), heads).eval()
+    model = tiny_model(seed=3)
     frames = np.random.default_rng(0).integers(0, 256, size=(2, 56, 56, 3), dtype=np.uint8)
     out = tmp_path_factory.mktemp("trt") / "bundle"
     return write_bundle(out, model, ExportSpec(TASKS, 56, 56, input_kind="uint8"), frames)
