@@ -110,7 +110,11 @@ def generate(
     workers: int = 2,
     progress: bool = True,
 ) -> SceneArrays:
-    """Render n scenes into stacked arrays; image i uses domains[i % len(domains)] and image_seed(seed, i)."""
+    """Render n scenes into stacked arrays; image i uses domains[i % len(domains)] and image_seed(seed, i).
+
+    With workers > 1 the render processes start from a fork server, so a script calling this needs
+    the usual `if __name__ == "__main__":` guard (the `simokit` command has it).
+    """
     h, w = _hw(size)
     domains = _check_domains(domains)
     seed = _check_seed(seed)
@@ -125,7 +129,9 @@ def generate(
     bar = tqdm(total=n, desc="rendering scenes", disable=not progress, unit="img")
     if workers > 1 and n > 1:
         chunk = max(1, min(16, n // (4 * workers)))
-        with multiprocessing.get_context().Pool(min(workers, n)) as pool:
+        # forkserver, not fork: a forked child inherits locks held by the parent's other threads (ONNX
+        # Runtime's pool, a camera stream) and can hang forever; the render workers import only numpy.
+        with multiprocessing.get_context("forkserver").Pool(min(workers, n)) as pool:
             for i, res in enumerate(pool.imap(_render_job, jobs, chunksize=chunk)):
                 for k in keep:
                     out[k][i] = res[k]
