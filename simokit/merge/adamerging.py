@@ -192,7 +192,7 @@ def learn_coefficients(
     all_blocks = sorted({b for bs in blocks.values() for b in bs})
     net = _PatchTokens(encoder.eval(), all_blocks)
     targets = {t: _features(net, experts[t], images, blocks[t]) for t in tasks}
-    zero = {t: _full_tap(net, base, images, targets[t], blocks[t]) for t in tasks}
+    zero = _tap_per_task(net, base, images, targets, blocks)
     init = 0.3 if params.init is None else params.init
     coef = torch.full((len(tasks), stack.num_layers), float(init), requires_grad=True)
     opt = torch.optim.Adam([coef], lr=params.lr)
@@ -290,10 +290,16 @@ def _features(
 
 
 @torch.no_grad()
-def _full_tap(
-    net: _PatchTokens, state: dict[str, Tensor], images: Tensor, target: dict[int, Tensor], wanted: list[int]
-) -> float:
-    return float(cosine_tap(_features(net, state, images, wanted), target))
+def _tap_per_task(
+    net: _PatchTokens,
+    state: dict[str, Tensor],
+    images: Tensor,
+    targets: dict[str, dict[int, Tensor]],
+    blocks: dict[str, list[int]],
+) -> dict[str, float]:
+    """Cosine TAP of one encoder state against every task's expert: one pass over the images for all."""
+    feats = _features(net, state, images, net.blocks)
+    return {t: float(cosine_tap({b: feats[b] for b in blocks[t]}, targets[t])) for t in targets}
 
 
 def _relative_tap(
@@ -309,6 +315,7 @@ def _relative_tap(
     """Cosine TAP of the current merge on all images, per task relative to zero-shot, and the mean."""
     with torch.no_grad():
         state = merged_state(base, stack, coef.detach())
-    out = {t: _full_tap(net, state, images, targets[t], blocks[t]) / max(zero[t], 1e-12) for t in targets}
+    taps = _tap_per_task(net, state, images, targets, blocks)
+    out = {t: taps[t] / max(zero[t], 1e-12) for t in targets}
     out["mean"] = sum(out.values()) / len(targets)
     return {k: round(v, 5) for k, v in out.items() if not math.isnan(v)}
