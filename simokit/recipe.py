@@ -136,6 +136,9 @@ class RoutingConfig:
     router built from `support` images per domain picks the engine for each frame. `block` = -1
     picks the earliest (cheapest) encoder block whose routing accuracy on the validation split is
     within two points of the best; `margin` is the video hysteresis (relative residual improvement to switch).
+    `delta` 'lowrank' (`delta_rank`) or 'sparse' (`delta_density`) compresses each domain's merged
+    task vector before re-alignment, and the bundle stores one base plus those per-domain deltas;
+    'none' stores every domain's engine in full (see simokit.merge.compress).
     """
 
     domains: tuple[str, ...] = ()
@@ -148,6 +151,9 @@ class RoutingConfig:
     max_rank: int = 16
     block: int = -1
     margin: float = 0.1
+    delta: str = "none"
+    delta_rank: int = 16
+    delta_density: float = 0.1
 
     def __post_init__(self) -> None:
         if self.domains and len(self.domains) < 2:
@@ -156,6 +162,13 @@ class RoutingConfig:
             raise ConfigError(f"routing.realign={self.realign!r} must be 'head' or 'joint'")
         if self.support < 2:
             raise ConfigError(f"routing.support={self.support} must be at least 2 images per domain")
+        if self.delta not in ("none", "lowrank", "sparse"):
+            raise ConfigError(f"routing.delta={self.delta!r} must be 'none', 'lowrank' or 'sparse'")
+        if self.delta_rank < 1 or not 0.0 < self.delta_density <= 1.0:
+            raise ConfigError(
+                f"routing.delta_rank={self.delta_rank} must be >= 1 and "
+                f"routing.delta_density={self.delta_density} in (0, 1]"
+            )
 
 
 @dataclass(frozen=True)

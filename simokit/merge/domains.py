@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from simokit.data import SceneArrays, to_tensor_batch
 from simokit.merge.api import merge_state_dicts
+from simokit.merge.compress import DeltaStats, compress_delta
 from simokit.merge.inputs import load_inputs
 from simokit.merge.realign import fit_realignment, realigned_model
 from simokit.merge.routing import BlockChoice, RoutedModel, build_router, pick_block, sweep_blocks
@@ -47,6 +48,7 @@ class DomainResult:
     seconds: dict[str, float] = field(default_factory=dict)
     splits: dict[str, Splits] = field(default_factory=dict)
     storage: dict[str, Any] = field(default_factory=dict)
+    deltas: dict[str, DeltaStats] = field(default_factory=dict)
 
 
 def domain_splits(cfg: PipelineConfig, progress: bool) -> dict[str, Splits]:
@@ -72,11 +74,15 @@ def run_domains(cfg: PipelineConfig, progress: bool = True) -> DomainResult:
     first = next(iter(inputs.values()))
     base = first.make_encoder(first.base_state)
     t0 = time.perf_counter()
-    engines = {
-        d: _engine(inp, list(inp.expert_states.values()), splits[d].calib, cfg) for d, inp in inputs.items()
-    }
+    engines, deltas = {}, {}
+    for d, inp in inputs.items():
+        engines[d], deltas[d] = _engine(inp, list(inp.expert_states.values()), splits[d].calib, cfg, r.delta)
     everything = [sd for inp in inputs.values() for sd in inp.expert_states.values()]
-    merged_all = {d: _engine(inputs[d], everything, splits[d].calib, cfg) for d in inputs}
+    merged_all = {d: _engine(inputs[d], everything, splits[d].calib, cfg)[0] for d in inputs}
+    full = {}
+    if r.delta != "none":  # the same merge uncompressed, to show what the deltas cost
+        for d, inp in inputs.items():
+            full[d] = _engine(inp, list(inp.expert_states.values()), splits[d].calib, cfg)[0]
     seconds["merge"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     support = {d: _images(splits[d].calib, r.support) for d in splits}
@@ -86,18 +92,25 @@ def run_domains(cfg: PipelineConfig, progress: bool = True) -> DomainResult:
     block = pick_block(blocks).block if r.block < 0 else r.block
     router = build_router(base, support, block, r.mode, r.energy, r.max_rank)
     seconds["router"] = time.perf_counter() - t0
-    res = DomainResult(engines, router, base, blocks, seconds=seconds, splits=splits)
-    res.storage = storage_sizes(first.base_state, engines)
-    _score(res, cfg, inputs, merged_all, progress)
+    res = DomainResult(engines, router, base, blocks, seconds=seconds, splits=splits, deltas=deltas)
+    res.storage = storage_sizes(first.base_state, engines, deltas)
+    _score(res, cfg, inputs, merged_all, full, progress)
     return res
 
 
 def _engine(
-    domain: Inputs, experts: list[dict[str, torch.Tensor]], calib: SceneArrays | None, cfg: PipelineConfig
-) -> MultiTaskModel:
-    """Merge `experts` with the routing recipe; re-align `domain`'s heads to its experts on `calib`."""
+    domain: Inputs,
+    experts: list[dict[str, torch.Tensor]],
+    calib: SceneArrays | None,
+    cfg: PipelineConfig,
+    delta: str = "none",
+) -> tuple[MultiTaskModel, DeltaStats]:
+    """Merge `experts` with the routing recipe, compress the task vector as `delta` says, then
+    re-align `domain`'s heads to its experts on `calib` (so the heads see the compressed encoder)."""
     r = cfg.routing
-    merged = domain.make_encoder(merge_state_dicts(domain.base_state, experts, r.method, **r.hparams))
+    state = merge_state_dicts(domain.base_state, experts, r.method, **r.hparams)
+    state, stats = compress_delta(domain.base_state, state, delta, r.delta_rank, r.delta_density)
+    merged = domain.make_encoder(state)
     if calib is None:
         raise RuntimeError("domain splits lack calibration images")
     targets = {t: domain.make_encoder(sd) for t, sd in domain.expert_states.items()}
@@ -110,14 +123,18 @@ def _engine(
         n_images=cfg.merge.realign_images,
         ridge=cfg.merge.ridge,
     )
-    return realigned_model(merged, fitted)
+    return realigned_model(merged, fitted), stats
 
 
-def storage_sizes(base: dict[str, torch.Tensor], engines: dict[str, MultiTaskModel]) -> dict[str, Any]:
-    """Bytes to store every domain's weights in full vs. one base plus a sparse delta per domain.
+def storage_sizes(
+    base: dict[str, torch.Tensor], engines: dict[str, MultiTaskModel], deltas: dict[str, DeltaStats]
+) -> dict[str, Any]:
+    """Bytes of weights to store every domain's engine in full vs. one base plus a delta per domain.
 
-    The delta form stores, per domain, a bit per encoder weight (changed or not), the changed values
-    (float32) and the heads in full; the base encoder once. Measured on the actual merged encoders.
+    Uncompressed merges count as sparse deltas (a bit per encoder weight, the changed float32
+    values); 'lowrank' deltas as their factors plus the exact vectors; 'sparse' as a bit per
+    weight plus the kept values. Heads are stored in full either way. Measured on the actual
+    merged encoders; the written bundle's file sizes are in its report.
     """
     numel = sum(v.numel() for v in base.values() if v.is_floating_point())
     out: dict[str, Any] = {"encoder_params": numel, "domains": {}}
@@ -126,11 +143,14 @@ def storage_sizes(base: dict[str, torch.Tensor], engines: dict[str, MultiTaskMod
         enc = model.encoder.state_dict()
         changed = sum(int((enc[k] != v).sum()) for k, v in base.items() if v.is_floating_point())
         heads = sum(p.numel() for p in model.heads.parameters())
+        kind = deltas[domain].kind if domain in deltas else "none"
+        stored = deltas[domain].stored if kind == "lowrank" else changed
+        mask = 0 if kind == "lowrank" else numel // 8
         full += 4 * (numel + heads)
-        delta += numel // 8 + 4 * changed + 4 * heads
-        out["domains"][domain] = {"changed_fraction": changed / numel, "head_params": heads}
+        delta += mask + 4 * stored + 4 * heads
+        out["domains"][domain] = {"changed_fraction": changed / numel, "head_params": heads, "kind": kind}
     out.update(full_bytes=full, delta_bytes=delta)
-    # D more domains with the same sparsity: full grows by one encoder each, delta by the sparse part
+    # D more domains alike: full grows by one encoder each, delta by the per-domain part
     per_full = full / len(engines)
     per_delta = (delta - 4 * numel) / len(engines)
     out["break_even_domains"] = 4 * numel / max(per_full - per_delta, 1e-9)
@@ -148,6 +168,7 @@ def _score(
     cfg: PipelineConfig,
     inputs: dict[str, Any],
     merged_all: dict[str, MultiTaskModel],
+    full: dict[str, MultiTaskModel],
     progress: bool,
 ) -> None:
     tasks, batch = cfg.experts.tasks, cfg.eval_batch
@@ -163,6 +184,7 @@ def _score(
             experts.update(evaluate(model, test, (task,), batch, num_classes=inp.num_classes))
         models: dict[str, torch.nn.Module] = {
             "oracle domain engine": res.engines[domain],
+            **({"oracle domain engine, uncompressed": full[domain]} if full else {}),
             "routed (SiM)": routed,
             "one engine merged from all domains": merged_all[domain],
             **{
@@ -215,20 +237,39 @@ def domain_report(res: DomainResult, cfg: PipelineConfig) -> str:
         lines.append(
             f"| {b.block} | {100 * b.accuracy:.1f}% | {per_domain} | {b.ms_per_image:.2f} | {b.ranks} |"
         )
-    st = res.storage
-    if st:
-        fractions = ", ".join(f"{d} {100 * v['changed_fraction']:.0f}%" for d, v in st["domains"].items())
-        full, delta = st["full_bytes"] / 2**20, st["delta_bytes"] / 2**20
-        verdict = "smaller" if delta < full else "larger"
-        lines += [
-            "",
-            "## Storage: full engines vs. one base plus sparse per-domain deltas",
-            "",
-            f"Encoder weights each domain's merge changed from the base: {fractions}. "
-            f"{len(st['domains'])} domains stored in full: {full:.1f} MiB of weights; the base once plus "
-            f"per-domain deltas (a bit per weight, the changed float32 values, the heads): {delta:.1f} MiB "
-            f"({verdict}). At this sparsity deltas win from {st['break_even_domains']:.1f} domains on. "
-            "Bundles are written with full engines; the delta form is computed here, not written.",
-        ]
+    lines += _storage_lines(res, cfg)
     lines += ["", "Wall time: " + ", ".join(f"{k} {v:.1f} s" for k, v in res.seconds.items()), ""]
     return "\n".join(lines)
+
+
+def _storage_lines(res: DomainResult, cfg: PipelineConfig) -> list[str]:
+    st = res.storage
+    if not st:
+        return []
+    r = cfg.routing
+    fractions = ", ".join(f"{d} {100 * v['changed_fraction']:.0f}%" for d, v in st["domains"].items())
+    full, delta = st["full_bytes"] / 2**20, st["delta_bytes"] / 2**20
+    verdict = "smaller" if delta < full else "larger"
+    what = {
+        "none": "a bit per weight, the changed float32 values",
+        "lowrank": f"rank-{r.delta_rank} factors of every weight matrix's delta, vectors exact",
+        "sparse": f"a bit per weight, the largest {100 * r.delta_density:g}% of the delta's values",
+    }[r.delta]
+    kept = ", ".join(
+        f"{d} {100 * s.ratio:.1f}% of the numbers, {100 * s.energy:.1f}% of the delta's energy"
+        for d, s in res.deltas.items()
+    )
+    lines = [
+        "",
+        "## Storage: full engines vs. one base plus per-domain deltas",
+        "",
+        f"Encoder weights each domain's engine changed from the base: {fractions}. "
+        f"{len(st['domains'])} domains stored in full: {full:.1f} MiB of weights; the base once plus "
+        f"per-domain deltas ({what}; the heads in full): {delta:.1f} MiB ({verdict}). "
+        f"Deltas win from {st['break_even_domains']:.1f} domains on.",
+    ]
+    if r.delta == "none":
+        lines[-1] += " This bundle stores full engines (`routing.delta: lowrank` or `sparse` stores deltas)."
+    else:
+        lines[-1] += f" Compressed deltas keep: {kept}; the bundle stores them (files below)."
+    return lines
