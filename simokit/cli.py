@@ -10,6 +10,7 @@ from pathlib import Path
 from simokit import __version__
 from simokit.errors import SimokitError
 from simokit.recipe import PipelineConfig
+from simokit.runtime.bundle import require_graph
 
 
 def _pipeline_config(args: argparse.Namespace) -> PipelineConfig:
@@ -149,6 +150,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
             merged, experts, flops = export_arch(args.arch, args.size, tasks, Path(work))
             title = f"{args.arch} at {args.size}px, tasks {', '.join(tasks)}, random weights"
         elif args.target:
+            require_graph(args.target, "profile")
             merged, experts, flops = bundle_graphs(Path(args.target))
             title = f"bundle {args.target}"
         else:
@@ -216,6 +218,7 @@ def cmd_calib(args: argparse.Namespace) -> int:
         trt_cache=args.trt_cache,
         progress=not args.quiet,
     )
+    require_graph(args.bundle, "calib")
     result = calibrate_bundle(Path(args.bundle), opts)
     print(result.report)
     print("wrote: " + ", ".join(str(p) for p in result.files))
@@ -302,6 +305,7 @@ def cmd_build_engine(args: argparse.Namespace) -> int:
         strongly_typed=args.strongly_typed,
         onnx_file=onnx_file,
     )
+    require_graph(args.bundle, "build-engine")
     info = build_engine(Path(args.bundle), opts)
     profile = info.profiles[0]
     print(f"engine: {args.bundle}/model.engine  (TensorRT {info.tensorrt}, {info.precision}, {info.gpu})")
@@ -314,6 +318,7 @@ def cmd_export_triton(args: argparse.Namespace) -> int:
     from simokit.export.triton import TritonOptions, export_triton
 
     opts = TritonOptions(args.name, args.backend, args.max_batch, args.instances, args.queue_delay_us)
+    require_graph(args.bundle, "export-triton")
     out = export_triton(Path(args.bundle), Path(args.repo), opts)
     print(f"model: {out}  (start Triton with --model-repository {Path(args.repo).resolve()})")
     return 0

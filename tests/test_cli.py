@@ -162,3 +162,27 @@ def test_build_routed_bundle_and_run_it(
     text = capsys.readouterr().out
     assert "routed over indoor, outdoor" in text.splitlines()[-1] and "frames" in text.splitlines()[-1]
     assert sum(int(n) for n in re.findall(r"(?:indoor|outdoor) (\d+)[,;]", text.splitlines()[-1])) == 5
+
+
+def test_build_routed_bundle_as_base_plus_low_rank_deltas(
+    cache: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from simokit.runtime.bundle import read_meta
+    from simokit.runtime.engine import load
+
+    out = tmp_path / "routed"
+    sets = [*_sets(), "--set", "routing.domains=[indoor, outdoor]", "--set", "routing.support=6"]
+    sets += ["--set", "routing.delta=lowrank", "--set", "routing.delta_rank=4"]
+    assert main(["build", "-q", "--out", str(out), "--verify-images", "2", *sets]) == 0
+    text = capsys.readouterr().out
+    assert "| oracle domain engine, uncompressed |" in text and "## This bundle on disk" in text
+    assert not (out / "model.onnx").exists()
+    assert all((out / "domains" / d / "delta.npz").is_file() for d in ("indoor", "outdoor"))
+    storage = read_meta(out).extra["routing"]["storage"]
+    assert storage["bundle_bytes"] < storage["full_engine_bytes"]
+    assert main(["inspect", str(out)]) == 0
+    assert "one base graph plus a weight delta each" in capsys.readouterr().out
+    frames = np.random.default_rng(0).integers(0, 256, (2, 56, 56, 3), dtype=np.uint8)
+    assert load(out).infer(frames)["normal"].shape == (2, 3, 56, 56)
+    assert main(["profile", str(out)]) == 2
+    assert "per-domain weight deltas" in capsys.readouterr().err

@@ -108,7 +108,7 @@ def export_graphs(
     sizes = [images]
     if spec.dynamic_hw:
         sizes.append(np.pad(images, ((0, 0), (0, 28), (0, 14), (0, 0)), mode="reflect"))
-    reports = [("fp32", verify_onnx(model, spec, root / MODEL_FILE, _layout(x, spec))) for x in sizes]
+    reports = [("fp32", verify_onnx(model, spec, root / MODEL_FILE, input_layout(x, spec))) for x in sizes]
     props = {p.key: p.value for p in onnx.load(str(root / MODEL_FILE)).metadata_props}
     slim = json.loads(props.get("simokit.slim", "{}"))
     graphs: dict[str, dict[str, Any]] = {"fp32": {"file": MODEL_FILE, "slim": slim}}
@@ -117,7 +117,7 @@ def export_graphs(
         with atomic_path(root / FP16_FILE) as tmp:
             onnx.save(half, str(tmp))
         for x in sizes:
-            layout = _layout(x, spec)
+            layout = input_layout(x, spec)
             report = verify_onnx(
                 model, spec, root / FP16_FILE, layout, FP16_TOLERANCE, label_agreement=FP16_LABEL_AGREEMENT
             )
@@ -131,7 +131,8 @@ def _title(graph: str, report: VerifyReport) -> str:
     return f"### {graph} at {h}x{w} ({report.images} images, tolerance {report.tolerance:g})"
 
 
-def _layout(images: np.ndarray, spec: ExportSpec) -> np.ndarray:
+def input_layout(images: np.ndarray, spec: ExportSpec) -> np.ndarray:
+    """uint8 RGB frames laid out as the graph's input: as they are, or normalised NCHW float."""
     if spec.input_kind == "uint8":
         return np.ascontiguousarray(images)
     return normalize_nchw(images, spec.mean, spec.std)

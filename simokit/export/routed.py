@@ -19,11 +19,15 @@ import numpy as np
 from torch import nn
 
 from simokit.cache import publish_dir
-from simokit.export.bundle import write_bundle
-from simokit.export.onnx import ExportSpec, InputAdapter, export_module
+from simokit.errors import ConfigError
+from simokit.export.bundle import input_layout, write_bundle
+from simokit.export.onnx import ExportSpec, InputAdapter, export_module, export_onnx
+from simokit.export.verify import verify_onnx
 from simokit.merge.routing import RouterFeatures
 from simokit.models import DinoVisionTransformer, MultiTaskModel
+from simokit.runtime.backends.ort import OrtEngine
 from simokit.runtime.bundle import META_FILE, MODEL_FILE, read_meta
+from simokit.runtime.deltas import DELTA_FILE
 from simokit.runtime.router import SubspaceRouter
 
 ROUTER_GRAPH = "router.onnx"
@@ -49,25 +53,45 @@ def write_routed_bundle(
     verify_images: dict[str, np.ndarray],
     extra: dict[str, Any],
     write_kwargs: dict[str, Any] | None = None,
+    deltas: bool = False,
+    rank_hint: int | None = None,
 ) -> Path:
-    """Export and verify every domain's engine, add the router, publish at `out`."""
+    """Export and verify every domain's engine, add the router, publish at `out`.
+
+    With `deltas` the domains are stored as weight deltas of one base graph (simokit.export.deltas)
+    and each is verified again as the robot will open it: base graph + decoded delta.
+    """
+    if deltas and spec.fp16:
+        raise ConfigError("routing.delta stores fp32 graphs only; build without --fp16")
     final = Path(out)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
     try:
+        full = tmp / ".full" if deltas else tmp / "domains"
         for domain, model in engines.items():
-            write_bundle(tmp / "domains" / domain, model, spec, verify_images[domain], **(write_kwargs or {}))
-        first = tmp / "domains" / router.domains[0]
-        try:  # the default graph is the first domain's: a hard link costs no disk space
-            os.link(first / MODEL_FILE, tmp / MODEL_FILE)
-        except OSError:
-            shutil.copyfile(first / MODEL_FILE, tmp / MODEL_FILE)
+            write_bundle(full / domain, model, spec, verify_images[domain], **(write_kwargs or {}))
+        first = full / router.domains[0]
+        storage: dict[str, Any] = {"full_engine_bytes": sum(_size(full / d) for d in router.domains)}
+        if deltas:
+            storage.update(
+                _write_deltas(tmp, full, engines, base, spec, verify_images, router.domains, rank_hint)
+            )
+        else:
+            try:  # the default graph is the first domain's: a hard link costs no disk space
+                os.link(first / MODEL_FILE, tmp / MODEL_FILE)
+            except OSError:
+                shutil.copyfile(first / MODEL_FILE, tmp / MODEL_FILE)
         export_router(base, router, spec, tmp / ROUTER_GRAPH)
+        if deltas:  # the router reads base-encoder weights: take them from the base's data file
+            _share_router_weights(tmp, verify_images[router.domains[0]], spec)
         router.save(tmp / ROUTER_BASES)
         meta = read_meta(first)
+        if deltas:  # no model.onnx at the top: the domains' graphs exist only as base + delta
+            meta.extra["graphs"] = {}
         routing = {
             "domains": list(router.domains),
             "engines": {d: f"domains/{d}" for d in router.domains},
+            "weights": "delta" if deltas else "full",
             "router": {
                 "graph": ROUTER_GRAPH,
                 "bases": ROUTER_BASES,
@@ -76,6 +100,10 @@ def write_routed_bundle(
             },
             **extra,
         }
+        if deltas:
+            shutil.rmtree(full)
+        storage["bundle_bytes"] = _size(tmp)
+        routing["storage"] = storage
         meta.extra["routing"] = routing
         (tmp / META_FILE).write_text(meta.to_json())
         publish_dir(tmp, final)
@@ -83,3 +111,84 @@ def write_routed_bundle(
         if tmp.exists():
             shutil.rmtree(tmp)
     return final
+
+
+def _write_deltas(
+    tmp: Path,
+    full: Path,
+    engines: dict[str, MultiTaskModel],
+    base: DinoVisionTransformer,
+    spec: ExportSpec,
+    verify_images: dict[str, np.ndarray],
+    domains: tuple[str, ...],
+    rank_hint: int | None,
+) -> dict[str, Any]:
+    """base.onnx (+ data, index) from the base encoder; per domain delta.npz, meta.json, report.md."""
+    import onnx
+
+    from simokit.export.deltas import encode_domain, save_delta, write_base
+    from simokit.runtime.deltas import BASE_DATA, BASE_GRAPH, BASE_INDEX, domain_initializers
+
+    heads = engines[domains[0]].heads  # any heads: the base graph only carries the shared weights
+    template = export_onnx(MultiTaskModel(base, dict(heads)), spec, full / "base-template.onnx")
+    base_model = onnx.load(str(template))
+    index = write_base(base_model, tmp, BASE_GRAPH)
+    files = (BASE_GRAPH, BASE_DATA, BASE_INDEX)
+    out: dict[str, Any] = {"base_bytes": sum(_size(tmp / f) for f in files), "domains": {}}
+    for domain in domains:
+        folder = tmp / "domains" / domain
+        folder.mkdir(parents=True)
+        encoded = encode_domain(
+            base_model, onnx.load(str(full / domain / MODEL_FILE)), set(index["tensors"]), rank_hint
+        )
+        save_delta(encoded, folder / DELTA_FILE)
+        meta = read_meta(full / domain)
+        meta.extra["delta"] = {"base": f"../../{BASE_GRAPH}", "encodings": encoded["counts"]}
+        # the engine, not only its session: it owns the decoded weights ORT reads in place
+        engine = OrtEngine(
+            folder, meta, graph=f"../../{BASE_GRAPH}", initializers=domain_initializers(tmp, folder)
+        )
+        layout = input_layout(verify_images[domain], spec)
+        report = verify_onnx(engines[domain], spec, tmp / BASE_GRAPH, layout, session=engine.session)
+        del engine
+        meta.extra["verifications"].append({"graph": "fp32, base + delta", **report.to_dict()})
+        (folder / META_FILE).write_text(meta.to_json())
+        text = (full / domain / "report.md").read_text()
+        (folder / "report.md").write_text(
+            text + f"\n### base graph + this domain's delta ({report.images} images)\n\n{report.table()}\n"
+        )
+        out["domains"][domain] = {"delta_bytes": _size(folder / DELTA_FILE), "encodings": encoded["counts"]}
+    return out
+
+
+def _share_router_weights(tmp: Path, images: np.ndarray, spec: ExportSpec) -> None:
+    """Point router.onnx's weights at base.onnx.data; its features must not change at all."""
+    import json
+
+    import onnxruntime as ort
+
+    from simokit.export.deltas import DeltaError, share_base_weights
+    from simokit.runtime.deltas import BASE_INDEX
+
+    x = input_layout(images, spec)
+
+    def features() -> np.ndarray:
+        sess = ort.InferenceSession(str(tmp / ROUTER_GRAPH), providers=["CPUExecutionProvider"])
+        return np.asarray(sess.run(None, {sess.get_inputs()[0].name: x})[0])
+
+    before = features()
+    share_base_weights(tmp / ROUTER_GRAPH, tmp, json.loads((tmp / BASE_INDEX).read_text()))
+    if not np.array_equal(before, features()):
+        raise DeltaError(f"{tmp / ROUTER_GRAPH}: router features changed when its weights moved to the base")
+
+
+def _size(path: Path) -> int:
+    """Bytes of a file, or of every file under a folder (hard links counted once)."""
+    if path.is_file():
+        return path.stat().st_size
+    seen, total = set(), 0
+    for f in path.rglob("*"):
+        if f.is_file() and f.stat().st_ino not in seen:
+            seen.add(f.stat().st_ino)
+            total += f.stat().st_size
+    return total

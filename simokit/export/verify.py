@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -83,11 +84,17 @@ def verify_onnx(
     tolerance: float = FP32_TOLERANCE,
     raise_on_failure: bool = True,
     label_agreement: float = LABEL_AGREEMENT,
+    session: Any = None,
 ) -> VerifyReport:
-    """Compare torch and ONNX Runtime (CPU) on `inputs` laid out as `spec` says."""
+    """Compare torch and ONNX Runtime (CPU) on `inputs` laid out as `spec` says.
+
+    `session`: an open ONNX Runtime session to check instead of opening `onnx_path` (which then
+    only names the graph in messages), e.g. one with weights overridden as a delta bundle does.
+    """
     import onnxruntime as ort
 
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    if session is None:
+        session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     writable = np.require(inputs, requirements=("C", "W"))  # torch cannot wrap read-only memory
     reference = ExportModule(model, spec).eval()(torch.from_numpy(writable))
     actual = session.run(list(spec.tasks), {INPUT_NAME: inputs})

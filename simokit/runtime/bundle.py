@@ -72,9 +72,27 @@ def read_meta(path: str | Path) -> BundleMeta:
     meta_path = root / META_FILE
     if not root.is_dir():
         raise BundleError(f"bundle not found: {root} is not a directory")
-    if not meta_path.is_file() or not (root / MODEL_FILE).is_file():
+    if not meta_path.is_file():
         raise BundleError(f"{root}: incomplete bundle (needs {MODEL_FILE} and {META_FILE}); rebuild it")
-    return parse_meta(meta_path.read_text(), str(meta_path))
+    meta = parse_meta(meta_path.read_text(), str(meta_path))
+    if not (root / MODEL_FILE).is_file() and not is_delta(meta):
+        raise BundleError(f"{root}: incomplete bundle (needs {MODEL_FILE} and {META_FILE}); rebuild it")
+    return meta
+
+
+def require_graph(path: str | Path, command: str) -> None:
+    """BundleError unless the bundle has a model.onnx of its own (delta bundles do not)."""
+    if is_delta(read_meta(path)):
+        raise BundleError(
+            f"{path}: stored as one base graph plus per-domain weight deltas, so there is no single "
+            f"{MODEL_FILE} for `simokit {command}`; run it with `simokit run` (or simokit.runtime.load), "
+            "or rebuild with --set routing.delta=none"
+        )
+
+
+def is_delta(meta: BundleMeta) -> bool:
+    """True for bundles stored as base-graph deltas: a domain's (extra 'delta') or a routed one's."""
+    return "delta" in meta.extra or meta.extra.get("routing", {}).get("weights") == "delta"
 
 
 def parse_meta(text: str, where: str) -> BundleMeta:

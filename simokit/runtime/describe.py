@@ -14,10 +14,12 @@ def describe(path: Path) -> str:
     if path.is_file() and path.suffix == ".onnx":
         return _describe_onnx(path)
     meta = read_meta(path)
-    size = sum(f.stat().st_size for f in path.iterdir() if f.is_file()) / 1e6
-    model_size = (path / MODEL_FILE).stat().st_size / 1e6
+    files = {f.stat().st_ino: f.stat().st_size for f in path.rglob("*") if f.is_file()}  # links once
+    size = sum(files.values()) / 1e6
+    graph = path / MODEL_FILE
+    sizes = f"{MODEL_FILE} {graph.stat().st_size / 1e6:.1f} MB" if graph.is_file() else "no single graph"
     lines = [
-        f"bundle: {path}  ({size:.1f} MB, {MODEL_FILE} {model_size:.1f} MB)",
+        f"bundle: {path}  ({size:.1f} MB, {sizes})",
         f"tasks: {', '.join(meta.tasks)}",
         f"input: {meta.input.name} {meta.input.kind} "
         + (
@@ -36,6 +38,8 @@ def describe(path: Path) -> str:
     for key in ("merge", "versions", "sources"):
         if key in meta.extra:
             lines.append(f"{key}: {json.dumps(meta.extra[key], default=str)}")
+    if "routing" in meta.extra:
+        lines += _routing_lines(path, meta.extra["routing"])
     checks = meta.extra.get("verifications") or [dict(meta.extra.get("verification", {}), graph="fp32")]
     for ver in checks:
         if not ver.get("outputs"):
@@ -50,6 +54,35 @@ def describe(path: Path) -> str:
             f"verification {ver['graph']} at {at} ({ver['images']} images, tol {ver['tolerance']:g}): {errs}"
         )
     return "\n".join(lines)
+
+
+def _routing_lines(path: Path, routing: dict[str, Any]) -> list[str]:
+    """Domains, how their weights are stored, the router, and each domain's verification."""
+    router = routing.get("router", {})
+    weights = routing.get("weights", "full")
+    how = "one base graph plus a weight delta each" if weights == "delta" else "a full graph each"
+    lines = [
+        f"routed over {', '.join(routing.get('domains', []))} ({how}); router: block "
+        f"{router.get('block')}, {router.get('mode')} features, hysteresis margin {routing.get('margin')}"
+    ]
+    storage = routing.get("storage")
+    if storage:
+        lines.append(
+            f"storage: {storage['bundle_bytes'] / 1e6:.1f} MB written; the domains' full graphs alone: "
+            f"{storage['full_engine_bytes'] / 1e6:.1f} MB"
+        )
+    for domain, sub in routing.get("engines", {}).items():
+        try:
+            checks = read_meta(path / sub).extra.get("verifications", [])
+        except BundleError as exc:
+            lines.append(f"domain {domain}: {exc}")
+            continue
+        worst = [max((e["max_abs"] for e in c.get("outputs", {}).values()), default=0.0) for c in checks]
+        lines.append(
+            f"domain {domain}: {sub}, verified "
+            + ", ".join(f"{c['graph']} (max {w:.1e})" for c, w in zip(checks, worst, strict=True))
+        )
+    return lines
 
 
 def _graph_note(graph: dict[str, Any]) -> str:

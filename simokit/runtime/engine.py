@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from simokit.errors import ConfigError, ShapeError
-from simokit.runtime.bundle import GRAPH_FILES, HOW_TO_ADD, BundleError, BundleMeta, read_meta
+from simokit.runtime.bundle import GRAPH_FILES, HOW_TO_ADD, BundleError, BundleMeta, is_delta, read_meta
 from simokit.runtime.capabilities import BACKENDS as CAPABILITIES
 
 BACKENDS = ("auto", *CAPABILITIES)
@@ -98,6 +98,8 @@ def load(
         return TrtEngine(Path(path), meta, cuda_graph=cuda_graph, precision=precision)
     from simokit.runtime.backends.ort import OrtEngine
 
+    if is_delta(meta):
+        return _open_delta(Path(path), meta, backend, threads, precision)
     if backend == "ort-tensorrt":  # TensorRT builds its own FP16/INT8 engine from the FP32 graph
         return OrtEngine(Path(path), meta, threads=threads, route="tensorrt", fp16=precision == "fp16")
     graph = GRAPH_FILES[precision or "fp32"]
@@ -106,6 +108,26 @@ def load(
             f"{path}: no {graph} for precision '{precision}'; add it with {HOW_TO_ADD[precision or 'fp32']}"
         )
     return OrtEngine(Path(path), meta, threads=threads, graph=graph)
+
+
+def _open_delta(
+    path: Path, meta: BundleMeta, backend: str, threads: int | None, precision: str | None
+) -> Engine:
+    """A domain stored as a weight delta: the base graph with the domain's weights decoded in."""
+    from simokit.runtime.backends.ort import OrtEngine
+    from simokit.runtime.deltas import domain_initializers
+
+    if "delta" not in meta.extra:
+        raise BundleError(f"{path}: a delta bundle has no graph of its own; open the routed bundle above it")
+    if backend not in ("auto", "onnxruntime") or (precision or "fp32") != "fp32":
+        raise BundleError(
+            f"{path}: domains stored as weight deltas run on onnxruntime in fp32 only; rebuild with "
+            "routing.delta: none for TensorRT or other precisions"
+        )
+    graph = path / meta.extra["delta"]["base"]
+    initializers = domain_initializers(graph.parent, path)
+    rel = str(Path(meta.extra["delta"]["base"]))
+    return OrtEngine(path, meta, threads=threads, graph=rel, initializers=initializers)
 
 
 def normalize_nchw(rgb: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:

@@ -23,7 +23,7 @@ ROUTES = ("default", "tensorrt")
 
 
 class OrtEngine(Engine):
-    """Runs a bundle's model.onnx with ONNX Runtime."""
+    """Runs a bundle's model.onnx with ONNX Runtime (`initializers` override weights by name)."""
 
     backend = "onnxruntime"
 
@@ -35,6 +35,7 @@ class OrtEngine(Engine):
         route: str = "default",
         fp16: bool = False,
         graph: str = MODEL_FILE,
+        initializers: dict[str, np.ndarray] | None = None,
     ) -> None:
         import onnxruntime as ort
 
@@ -42,6 +43,15 @@ class OrtEngine(Engine):
         opts = ort.SessionOptions()
         if threads:
             opts.intra_op_num_threads = threads
+        if initializers:
+            # The all-level layout pass (NCHWc) rewrites Conv weights from the graph's own values
+            # before overrides apply, so a patch embedding would keep the base weights: seen as
+            # wrong outputs in the build's verification. Extended level: same speed on ViT graphs.
+            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+        # ORT reads overridden weights in place (no copy): keep the arrays alive with the session
+        self._overrides = [ort.OrtValue.ortvalue_from_numpy(a) for a in (initializers or {}).values()]
+        for name, value in zip(initializers or {}, self._overrides, strict=True):
+            opts.add_initializer(name, value)
         available = ort.get_available_providers()
         providers: list[Any] = [p for p in PREFERRED if p in available]
         if route == "tensorrt":

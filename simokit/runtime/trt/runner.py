@@ -206,4 +206,3 @@ class TrtEngine(Engine):
 
 def _dims(dims: trt.Dims) -> tuple[int, ...]:
     return tuple(int(dims[i]) for i in range(len(dims)))
-
