@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ import numpy as np
 
 from simokit.cache import atomic_path, cache_root, config_key
 from simokit.config import to_dict
+from simokit.merge.adamerging import AdaMergingParams
 from simokit.merge.inputs import load_inputs
 from simokit.merge.report import format_hparams, plot_alpha, plot_learned, plot_tap, spearman, table
 from simokit.merge.select import pick
@@ -80,7 +82,7 @@ def _before_after(stats: dict[str, float]) -> str:
     return f"loss {stats['loss_first']:.3f} -> {stats['loss_last']:.3f}"
 
 
-_STUDY_FORMAT = 2  # bump when run_study computes something new, so cached studies are redone
+_STUDY_FORMAT = 3  # bump when run_study computes something new, so cached studies are redone
 
 
 def _study_key(cfg: MergeConfig, base: Path, experts: list[Path], splits: Splits, eval_batch: int) -> str:
@@ -97,6 +99,9 @@ def _study_key(cfg: MergeConfig, base: Path, experts: list[Path], splits: Splits
             "images": images.hexdigest(),
             "batch": eval_batch,
             "format": _STUDY_FORMAT,
+            # defaults a grid entry does not name still decide what AdaMerging learns (a cached
+            # study once outlived a change of ema_floor and reported the old, collapsed run)
+            "adamerging_defaults": dataclasses.asdict(AdaMergingParams()),
         }
     )
 

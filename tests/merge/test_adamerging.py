@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -157,3 +159,34 @@ def test_bad_hyper_parameters_shapes_and_memory_are_refused(
             torch.zeros(2, 3, 56, 56),
             AdaMergingParams(),
         )
+
+
+def test_a_cached_study_is_redone_when_adamerging_defaults_change(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The study cache key covers AdaMerging's defaults, not only the grid entries that name values."""
+    import dataclasses
+    from types import SimpleNamespace
+
+    from simokit.merge import workflow
+    from simokit.recipe import MergeConfig
+
+    files = []
+    for name in ("base", "e1"):
+        (tmp_path / name).write_bytes(name.encode())
+        files.append(tmp_path / name)
+    images = SimpleNamespace(image=np.zeros((2, 4, 4, 3), np.uint8))
+    splits = SimpleNamespace(val=images, calib=images, test=images)
+
+    def key() -> str:
+        return workflow._study_key(MergeConfig(), files[0], files[1:], splits, 8)  # type: ignore[arg-type]
+
+    before = key()
+    assert key() == before
+
+    @dataclasses.dataclass(frozen=True)
+    class Unfloored(workflow.AdaMergingParams):
+        ema_floor: float = 0.0
+
+    monkeypatch.setattr(workflow, "AdaMergingParams", Unfloored)
+    assert key() != before
