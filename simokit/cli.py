@@ -92,6 +92,11 @@ def cmd_build(args: argparse.Namespace) -> int:
         if args.dynamic_size:
             raise SimokitError("--dynamic-size needs size ranges: use simokit build-engine --height/--width")
     cfg = _pipeline_config(args)
+    if cfg.routing.domains and cfg.routing.delta != "none" and (args.fp16 or args.backend == "tensorrt"):
+        raise SimokitError(
+            f"routing.delta={cfg.routing.delta} stores FP32 weight deltas that only ONNX Runtime opens; "
+            "drop --fp16 / --backend tensorrt, or build with --set routing.delta=none"
+        )
     tasks, size = cfg.experts.tasks, cfg.data.size
     spec = ExportSpec(
         tasks,

@@ -186,3 +186,11 @@ def test_build_routed_bundle_as_base_plus_low_rank_deltas(
     assert load(out).infer(frames)["normal"].shape == (2, 3, 56, 56)
     assert main(["profile", str(out)]) == 2
     assert "per-domain weight deltas" in capsys.readouterr().err
+
+
+def test_delta_bundles_refuse_fp16_before_any_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sets = ["--set", "routing.domains=[indoor, outdoor]", "--set", "routing.delta=sparse"]
+    assert main(["build", "--out", str(tmp_path / "b"), "--fp16", *sets]) == 2
+    assert "only ONNX Runtime opens" in capsys.readouterr().err and not (tmp_path / "b").exists()
