@@ -10,7 +10,7 @@ from pathlib import Path
 from simokit import __version__
 from simokit.errors import SimokitError
 from simokit.recipe import PipelineConfig
-from simokit.runtime.bundle import require_graph
+from simokit.runtime.bundle import is_routed, require_graph
 
 
 def _pipeline_config(args: argparse.Namespace) -> PipelineConfig:
@@ -146,6 +146,8 @@ def cmd_profile(args: argparse.Namespace) -> int:
 
         print(engine_table(profile_engine(load(args.target), batches, args.warmup, args.iters)))
         return 0
+    if args.target and not args.arch and is_routed(args.target):  # router + one engine per domain
+        return _profile_routed(args, batches)
     flops: float | None
     with tempfile.TemporaryDirectory() as work:
         if args.arch:
@@ -179,6 +181,27 @@ def cmd_profile(args: argparse.Namespace) -> int:
         result["accuracy"] = bundle_accuracy(Path(args.target), args.data, args.threads)
         print(f"\n{accuracy_table(result['accuracy'])}")
     write_outputs(result, Path(args.json) if args.json else None, Path(args.plot) if args.plot else None)
+    return 0
+
+
+def _profile_routed(args: argparse.Namespace, batches: tuple[int, ...]) -> int:
+    import json
+
+    from simokit.profile.engine_bench import profile_routed, routed_table
+    from simokit.runtime.engine import load
+    from simokit.runtime.routed import RoutedEngine
+
+    if args.data:
+        raise SimokitError(
+            "--data compares a merged graph with its experts; a routed bundle's accuracy "
+            "table is in its routing_report.md"
+        )
+    engine = load(args.target, threads=args.threads)
+    assert isinstance(engine, RoutedEngine)
+    result = profile_routed(engine, batches, args.warmup, args.iters)
+    print(routed_table(result))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=1))
     return 0
 
 

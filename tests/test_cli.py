@@ -184,7 +184,9 @@ def test_build_routed_bundle_as_base_plus_low_rank_deltas(
     assert "one base graph plus a weight delta each" in capsys.readouterr().out
     frames = np.random.default_rng(0).integers(0, 256, (2, 56, 56, 3), dtype=np.uint8)
     assert load(out).infer(frames)["normal"].shape == (2, 3, 56, 56)
-    assert main(["profile", str(out)]) == 2
+    assert main(["profile", str(out), "--iters", "2", "--warmup", "1", "--batches", "1"]) == 0
+    assert "| router (features + residuals) |" in capsys.readouterr().out
+    assert main(["build-engine", str(out)]) == 2
     assert "per-domain weight deltas" in capsys.readouterr().err
 
 

@@ -90,6 +90,11 @@ def require_graph(path: str | Path, command: str) -> None:
         )
 
 
+def is_routed(path: str | Path) -> bool:
+    """True when the bundle at `path` has a routing section (several domain engines and a router)."""
+    return "routing" in read_meta(path).extra
+
+
 def is_delta(meta: BundleMeta) -> bool:
     """True for bundles stored as base-graph deltas: a domain's (extra 'delta') or a routed one's."""
     return "delta" in meta.extra or meta.extra.get("routing", {}).get("weights") == "delta"

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from simokit.runtime.bundle import BundleError, BundleMeta, read_meta
+from simokit.runtime.bundle import BundleError, BundleMeta
 from simokit.runtime.engine import Engine
 from simokit.runtime.router import Hysteresis, SubspaceRouter
 
@@ -35,6 +35,9 @@ class RoutedEngine(Engine):
             opts = ort.SessionOptions()
             if threads:
                 opts.intra_op_num_threads = threads
+            # The router runs just before an engine on the same cores: threads left spinning after
+            # its run took the cores from the engine (1 frame, 2 threads: 6.9 ms routed vs 2.1 ms)
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
             self.features = ort.InferenceSession(
                 str(root / routing["router"]["graph"]), opts, providers=["CPUExecutionProvider"]
             )
@@ -85,8 +88,3 @@ class RoutedEngine(Engine):
             f"routed over {', '.join(self.router.domains)} (router block {self.router.block}, "
             f"switches {self.hysteresis.switches}; frames {used}; engines {opened})"
         )
-
-
-def is_routed(path: str | Path) -> bool:
-    """True when the bundle at `path` has a routing section."""
-    return "routing" in read_meta(path).extra

@@ -13,8 +13,9 @@ from simokit.export.onnx import ExportSpec
 from simokit.export.routed import write_routed_bundle
 from simokit.merge.routing import RouterFeatures, build_router, router_features
 from simokit.models import HeadConfig, MultiTaskModel, build_encoder, build_head
+from simokit.runtime.bundle import is_routed
 from simokit.runtime.engine import load
-from simokit.runtime.routed import RoutedEngine, is_routed
+from simokit.runtime.routed import RoutedEngine
 
 TASKS = ("seg", "depth")
 
@@ -93,3 +94,20 @@ def test_router_graph_matches_torch_features(routed: Path) -> None:
     engine = load(routed)
     assert isinstance(engine, RoutedEngine)
     assert engine.route(frames) == ["blue", "blue"]
+
+
+def test_router_threads_do_not_spin_and_profile_times_every_part(routed: Path) -> None:
+    from simokit.profile.engine_bench import profile_routed, routed_table
+
+    engine = load(routed, threads=1)
+    assert isinstance(engine, RoutedEngine)
+    # spinning router threads took the cores from the engine that runs right after (3x slower)
+    options = engine.features.get_session_options()
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    result = profile_routed(engine, batches=(1, 2), warmup=1, iters=3)
+    parts = ["router (features + residuals)", "warm engine", "blue engine", "routed, end to end"]
+    assert list(result["parts"]) == parts
+    for rows in result["parts"].values():
+        assert set(rows) == {"1", "2"} and all(r["p50_ms"] > 0 for r in rows.values())
+    table = routed_table(result)
+    assert all(f"| {p} |" in table for p in parts)

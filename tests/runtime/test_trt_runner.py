@@ -171,8 +171,16 @@ def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, FakeCud
     (root / "model.onnx").write_bytes(b"graph")
     (root / ENGINE_FILE).write_bytes(b"plan")
     prof = {"input": "image", "min": [1, 8, 8, 3], "opt": [1, 8, 8, 3], "max": [4, 8, 8, 3]}
-    info = EngineInfo("10.3.0", "Orin", "8.7", "fp16", [prof], "model.onnx", file_sha256(root / "model.onnx"),
-                      file_sha256(root / ENGINE_FILE))
+    info = EngineInfo(
+        "10.3.0",
+        "Orin",
+        "8.7",
+        "fp16",
+        [prof],
+        "model.onnx",
+        file_sha256(root / "model.onnx"),
+        file_sha256(root / ENGINE_FILE),
+    )
     write_sidecar(root, info)
     return root, gpu, engines
 
