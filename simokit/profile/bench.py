@@ -46,13 +46,19 @@ def time_calls(fn: Callable[[], object], batch: int, warmup: int = 5, iters: int
     )
 
 
-def session(path: str | Path, threads: int | None = None):  # type: ignore[no-untyped-def]  # ORT is untyped
-    """An ONNX Runtime CPU (or CUDA) session with `threads` intra-op threads."""
+def session(path: str | Path, threads: int | None = None, spin: bool = True):  # type: ignore[no-untyped-def]  # ORT is untyped
+    """An ONNX Runtime CPU (or CUDA) session with `threads` intra-op threads.
+
+    `spin=False` stops its idle threads from busy-waiting after a run, which sessions that take
+    turns on the same cores need (spinning threads of one take the cores from the next).
+    """
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     if threads:
         opts.intra_op_num_threads = threads
+    if not spin:
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     providers = [
         p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()
     ]

@@ -2,8 +2,10 @@
 
 Protocol: each graph gets its own ONNX Runtime session; every measurement warms up, then times
 `iters` calls. "separate" is what a robot running the experts would see: the expert sessions run
-one after another on each frame. "separate_alone" sums each expert timed on its own, a lower bound
-that hides the cache and thread contention of running several models.
+one after another on each frame, with thread spinning off (ONNX Runtime's idle threads otherwise
+busy-wait after a run and take the cores from the next session: "separate_spinning" times that
+default, several times slower on few cores). "separate_alone" sums each expert timed on its own,
+a lower bound that hides the cache and thread contention of running several models.
 """
 
 from __future__ import annotations
@@ -88,6 +90,7 @@ def profile_graphs(
     experts_rss = sessions_rss_mb(list(experts.values()), threads)
     merged_sess = session(merged, threads)
     expert_sess = {t: session(p, threads) for t, p in experts.items()}
+    taking_turns = [session(p, threads, spin=False) for p in experts.values()]
     result: dict[str, Any] = {"protocol": __doc__.split("\n\n")[1].replace("\n", " ") if __doc__ else ""}
     by_batch: dict[str, Any] = {}
     for batch in batches:
@@ -97,14 +100,16 @@ def profile_graphs(
             t: time_calls(partial(s.run, None, feed), batch, warmup, iters) for t, s in expert_sess.items()
         }
 
-        def in_turn(f: dict[str, np.ndarray] = feed) -> None:
-            for s in expert_sess.values():
+        def in_turn(sessions: list[Any], f: dict[str, np.ndarray] = feed) -> None:
+            for s in sessions:
                 s.run(None, f)
 
-        turn = time_calls(in_turn, batch, warmup, iters)
+        turn = time_calls(partial(in_turn, taking_turns), batch, warmup, iters)
+        spinning = time_calls(partial(in_turn, list(expert_sess.values())), batch, warmup, iters)
         by_batch[str(batch)] = {
             "merged": asdict(m),
             "separate": asdict(turn),
+            "separate_spinning": asdict(spinning),
             "separate_alone": {t: asdict(s) for t, s in alone.items()},
             "separate_alone_sum_p50_ms": sum(s.p50_ms for s in alone.values()),
         }
@@ -147,6 +152,12 @@ def table(result: dict[str, Any]) -> str:
             lines.append(
                 f"| {batch} | {name} | {s.p50_ms:.2f} | {s.p90_ms:.2f} | {s.p99_ms:.2f} | "
                 f"{s.images_per_s:.1f} |"
+            )
+        if "separate_spinning" in r:
+            s = LatencyStats(**r["separate_spinning"])
+            lines.append(
+                f"| {batch} | separate, ORT default threads (spinning) | {s.p50_ms:.2f} | {s.p90_ms:.2f} | "
+                f"{s.p99_ms:.2f} | {s.images_per_s:.1f} |"
             )
         lines.append(
             f"| {batch} | separate, each alone (sum of p50) | {r['separate_alone_sum_p50_ms']:.2f} | | | |"

@@ -57,6 +57,18 @@ def test_profile_arch_cli_writes_json_and_plot(tmp_path: Path, capsys: pytest.Ca
     assert result["merged"]["fraction_of_peak"] > 0
     assert plot.stat().st_size > 1000
     assert "ratio merged/separate p50" in capsys.readouterr().out
+    assert result["batches"]["2"]["separate_spinning"]["p50_ms"] > 0  # ORT's default, shown apart
+
+
+def test_sessions_taking_turns_do_not_spin(tmp_path: Path) -> None:
+    from simokit.profile.arch import export_arch
+    from simokit.profile.bench import session
+
+    merged, _, _ = export_arch("vitnano14", 56, ("seg",), tmp_path)
+    key = "session.intra_op.allow_spinning"
+    assert session(merged, 1, spin=False).get_session_options().get_session_config_entry(key) == "0"
+    with pytest.raises(RuntimeError, match="does not have configuration"):  # ORT's default: spinning
+        session(merged, 1).get_session_options().get_session_config_entry(key)
 
 
 def test_profile_needs_a_target() -> None:
