@@ -26,6 +26,7 @@ from simokit.export.routed import write_routed_bundle
 from simokit.merge.compress import compress_delta
 from simokit.merge.routing import build_router
 from simokit.profile.arch import merged_model
+from simokit.runtime.bundle import disk_bytes
 from simokit.runtime.engine import load
 
 TASKS = ("seg", "depth")  # random normals are near-zero vectors whose direction is noise
@@ -76,8 +77,7 @@ def main() -> None:
             args.out / layout, engines, router, base, spec, images, {}, deltas=deltas, rank_hint=args.rank
         )
         res[f"{layout}_build_s"] = round(time.perf_counter() - t0, 1)
-        files = {f.stat().st_ino: f.stat().st_size for f in out.rglob("*") if f.is_file()}
-        res[f"{layout}_bundle_mib"] = round(sum(files.values()) / 2**20, 2)
+        res[f"{layout}_bundle_mib"] = round(disk_bytes(out) / 2**20, 2)
         opens = []
         for _ in range(3):
             t0 = time.perf_counter()

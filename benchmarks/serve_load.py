@@ -39,8 +39,12 @@ def frames(clients: int, requests: int, h: int, w: int) -> list[np.ndarray]:
     return [rng.integers(0, 256, (requests, h, w, 3), np.uint8) for rng in rngs]
 
 
-def drive(call: Callable[[np.ndarray], dict[str, np.ndarray]], inputs: list[np.ndarray],
-          expected: list[dict[str, np.ndarray]], finish: Callable[[], None] = lambda: None) -> dict[str, Any]:
+def drive(
+    call: Callable[[np.ndarray], dict[str, np.ndarray]],
+    inputs: list[np.ndarray],
+    expected: list[dict[str, np.ndarray]],
+    finish: Callable[[], None] = lambda: None,
+) -> dict[str, Any]:
     """One thread per client, started together; latency per request, wall time, worst error.
 
     `finish` runs at the end of each client thread (closes its connection: Triton only unloads

@@ -26,7 +26,7 @@ from simokit.export.verify import verify_onnx
 from simokit.merge.routing import RouterFeatures
 from simokit.models import DinoVisionTransformer, MultiTaskModel
 from simokit.runtime.backends.ort import OrtEngine
-from simokit.runtime.bundle import META_FILE, MODEL_FILE, read_meta
+from simokit.runtime.bundle import META_FILE, MODEL_FILE, disk_bytes, read_meta
 from simokit.runtime.deltas import DELTA_FILE
 from simokit.runtime.router import SubspaceRouter
 
@@ -71,7 +71,7 @@ def write_routed_bundle(
         for domain, model in engines.items():
             write_bundle(full / domain, model, spec, verify_images[domain], **(write_kwargs or {}))
         first = full / router.domains[0]
-        storage: dict[str, Any] = {"full_engine_bytes": sum(_size(full / d) for d in router.domains)}
+        storage: dict[str, Any] = {"full_engine_bytes": sum(disk_bytes(full / d) for d in router.domains)}
         if deltas:
             storage.update(
                 _write_deltas(tmp, full, engines, base, spec, verify_images, router.domains, rank_hint)
@@ -102,7 +102,7 @@ def write_routed_bundle(
         }
         if deltas:
             shutil.rmtree(full)
-        storage["bundle_bytes"] = _size(tmp)
+        storage["bundle_bytes"] = disk_bytes(tmp)
         routing["storage"] = storage
         meta.extra["routing"] = routing
         (tmp / META_FILE).write_text(meta.to_json())
@@ -134,7 +134,7 @@ def _write_deltas(
     base_model = onnx.load(str(template))
     index = write_base(base_model, tmp, BASE_GRAPH)
     files = (BASE_GRAPH, BASE_DATA, BASE_INDEX)
-    out: dict[str, Any] = {"base_bytes": sum(_size(tmp / f) for f in files), "domains": {}}
+    out: dict[str, Any] = {"base_bytes": sum(disk_bytes(tmp / f) for f in files), "domains": {}}
     for domain in domains:
         folder = tmp / "domains" / domain
         folder.mkdir(parents=True)
@@ -157,7 +157,10 @@ def _write_deltas(
         (folder / "report.md").write_text(
             text + f"\n### base graph + this domain's delta ({report.images} images)\n\n{report.table()}\n"
         )
-        out["domains"][domain] = {"delta_bytes": _size(folder / DELTA_FILE), "encodings": encoded["counts"]}
+        out["domains"][domain] = {
+            "delta_bytes": disk_bytes(folder / DELTA_FILE),
+            "encodings": encoded["counts"],
+        }
     return out
 
 
@@ -180,15 +183,3 @@ def _share_router_weights(tmp: Path, images: np.ndarray, spec: ExportSpec) -> No
     share_base_weights(tmp / ROUTER_GRAPH, tmp, json.loads((tmp / BASE_INDEX).read_text()))
     if not np.array_equal(before, features()):
         raise DeltaError(f"{tmp / ROUTER_GRAPH}: router features changed when its weights moved to the base")
-
-
-def _size(path: Path) -> int:
-    """Bytes of a file, or of every file under a folder (hard links counted once)."""
-    if path.is_file():
-        return path.stat().st_size
-    seen, total = set(), 0
-    for f in path.rglob("*"):
-        if f.is_file() and f.stat().st_ino not in seen:
-            seen.add(f.stat().st_ino)
-            total += f.stat().st_size
-    return total

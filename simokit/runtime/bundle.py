@@ -90,6 +90,14 @@ def require_graph(path: str | Path, command: str) -> None:
         )
 
 
+def disk_bytes(path: Path) -> int:
+    """Bytes of a file, or of every file under a folder, hard-linked files counted once."""
+    if path.is_file():
+        return path.stat().st_size
+    sizes = {f.stat().st_ino: f.stat().st_size for f in path.rglob("*") if f.is_file()}
+    return sum(sizes.values())
+
+
 def is_routed(path: str | Path) -> bool:
     """True when the bundle at `path` has a routing section (several domain engines and a router)."""
     return "routing" in read_meta(path).extra

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from simokit.runtime.bundle import MODEL_FILE, BundleError, read_meta
+from simokit.runtime.bundle import MODEL_FILE, BundleError, disk_bytes, read_meta
 
 
 def describe(path: Path) -> str:
@@ -14,8 +14,7 @@ def describe(path: Path) -> str:
     if path.is_file() and path.suffix == ".onnx":
         return _describe_onnx(path)
     meta = read_meta(path)
-    files = {f.stat().st_ino: f.stat().st_size for f in path.rglob("*") if f.is_file()}  # links once
-    size = sum(files.values()) / 1e6
+    size = disk_bytes(path) / 1e6
     graph = path / MODEL_FILE
     sizes = f"{MODEL_FILE} {graph.stat().st_size / 1e6:.1f} MB" if graph.is_file() else "no single graph"
     lines = [

@@ -88,6 +88,8 @@ def load(
             return load(sub, backend, threads, precision, cuda_graph)
 
         return RoutedEngine(Path(path), meta, open_engine, threads)
+    if is_delta(meta):  # a domain stored as base graph + weight delta: ONNX Runtime only
+        return _open_delta(Path(path), meta, backend, threads, precision)
     if backend == "torch":
         from simokit.runtime.backends.torch import TorchEngine
 
@@ -98,8 +100,6 @@ def load(
         return TrtEngine(Path(path), meta, cuda_graph=cuda_graph, precision=precision)
     from simokit.runtime.backends.ort import OrtEngine
 
-    if is_delta(meta):
-        return _open_delta(Path(path), meta, backend, threads, precision)
     if backend == "ort-tensorrt":  # TensorRT builds its own FP16/INT8 engine from the FP32 graph
         return OrtEngine(Path(path), meta, threads=threads, route="tensorrt", fp16=precision == "fp16")
     graph = GRAPH_FILES[precision or "fp32"]
@@ -117,17 +117,15 @@ def _open_delta(
     from simokit.runtime.backends.ort import OrtEngine
     from simokit.runtime.deltas import domain_initializers
 
-    if "delta" not in meta.extra:
-        raise BundleError(f"{path}: a delta bundle has no graph of its own; open the routed bundle above it")
     if backend not in ("auto", "onnxruntime") or (precision or "fp32") != "fp32":
         raise BundleError(
-            f"{path}: domains stored as weight deltas run on onnxruntime in fp32 only; rebuild with "
+            f"{path}: domains stored as weight deltas run on onnxruntime in fp32 only, not {backend} "
+            f"{precision or 'fp32'}; rebuild with "
             "routing.delta: none for TensorRT or other precisions"
         )
-    graph = path / meta.extra["delta"]["base"]
-    initializers = domain_initializers(graph.parent, path)
-    rel = str(Path(meta.extra["delta"]["base"]))
-    return OrtEngine(path, meta, threads=threads, graph=rel, initializers=initializers)
+    base = meta.extra["delta"]["base"]  # the base graph, relative to this domain's folder
+    initializers = domain_initializers((path / base).parent, path)
+    return OrtEngine(path, meta, threads=threads, graph=base, initializers=initializers)
 
 
 def normalize_nchw(rgb: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:

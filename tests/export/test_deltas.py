@@ -204,8 +204,13 @@ def test_delta_bundles_refuse_what_they_cannot_run(delta_bundle: tuple[Path, dic
     root, _ = delta_bundle
     with pytest.raises(BundleError, match="weight deltas"):
         require_graph(root, "build-engine")
-    with pytest.raises(BundleError, match="fp32 only"):
-        load(root / "domains" / "warm", precision="fp16")
+    for where, kwargs in (
+        ("domains/warm", {"precision": "fp16"}),
+        ("domains/warm", {"backend": "tensorrt"}),
+        (".", {"backend": "torch"}),
+    ):
+        with pytest.raises(BundleError, match="fp32 only"):
+            load(root / where, **kwargs)  # type: ignore[arg-type]
     import shutil
 
     broken = tmp_path / "broken"
