@@ -81,6 +81,8 @@ def load(
     if precision is not None and precision not in allowed:
         raise ConfigError(f"backend '{backend}' runs {', '.join(allowed)}, not '{precision}'")
     meta = read_meta(path)
+    if is_delta(meta):  # weight deltas decode into ONNX Runtime only: say so now, not at the first frame
+        _check_delta_backend(Path(path), backend, precision)
     if "routing" in meta.extra and backend != "torch":
         from simokit.runtime.routed import RoutedEngine
 
@@ -88,8 +90,8 @@ def load(
             return load(sub, backend, threads, precision, cuda_graph)
 
         return RoutedEngine(Path(path), meta, open_engine, threads)
-    if is_delta(meta):  # a domain stored as base graph + weight delta: ONNX Runtime only
-        return _open_delta(Path(path), meta, backend, threads, precision)
+    if is_delta(meta):  # a domain stored as base graph + weight delta
+        return _open_delta(Path(path), meta, threads)
     if backend == "torch":
         from simokit.runtime.backends.torch import TorchEngine
 
@@ -110,19 +112,19 @@ def load(
     return OrtEngine(Path(path), meta, threads=threads, graph=graph)
 
 
-def _open_delta(
-    path: Path, meta: BundleMeta, backend: str, threads: int | None, precision: str | None
-) -> Engine:
+def _check_delta_backend(path: Path, backend: str, precision: str | None) -> None:
+    if backend not in ("auto", "onnxruntime") or (precision or "fp32") != "fp32":
+        raise BundleError(
+            f"{path}: domains stored as weight deltas run on onnxruntime in fp32 only, not {backend} "
+            f"{precision or 'fp32'}; rebuild with routing.delta: none for TensorRT or other precisions"
+        )
+
+
+def _open_delta(path: Path, meta: BundleMeta, threads: int | None) -> Engine:
     """A domain stored as a weight delta: the base graph with the domain's weights decoded in."""
     from simokit.runtime.backends.ort import OrtEngine
     from simokit.runtime.deltas import domain_initializers
 
-    if backend not in ("auto", "onnxruntime") or (precision or "fp32") != "fp32":
-        raise BundleError(
-            f"{path}: domains stored as weight deltas run on onnxruntime in fp32 only, not {backend} "
-            f"{precision or 'fp32'}; rebuild with "
-            "routing.delta: none for TensorRT or other precisions"
-        )
     base = meta.extra["delta"]["base"]  # the base graph, relative to this domain's folder
     initializers = domain_initializers((path / base).parent, path)
     return OrtEngine(path, meta, threads=threads, graph=base, initializers=initializers)

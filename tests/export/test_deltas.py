@@ -207,6 +207,7 @@ def test_delta_bundles_refuse_what_they_cannot_run(delta_bundle: tuple[Path, dic
     for where, kwargs in (
         ("domains/warm", {"precision": "fp16"}),
         ("domains/warm", {"backend": "tensorrt"}),
+        (".", {"backend": "tensorrt"}),  # the routed bundle itself: refused at load, not at a frame
         (".", {"backend": "torch"}),
     ):
         with pytest.raises(BundleError, match="fp32 only"):
