@@ -70,7 +70,10 @@ def base_path(cfg: PipelineConfig) -> Path:
 
 def expert_path(cfg: PipelineConfig, task: str, domain: str | None = None) -> Path:
     """Cache path of the `task` expert trained with `cfg` (keyed by its base, and its domain if one)."""
-    spec: dict[str, object] = {"base": str(base_path(cfg)), "experts": to_dict(cfg.experts), "task": task}
+    # the base's own key, not its path: a cache moved elsewhere ($SIMOKIT_CACHE, another $HOME)
+    # must keep its experts (keyed by the absolute path, a moved cache silently retrained them all)
+    base = base_path(cfg).parent.name
+    spec: dict[str, object] = {"base": base, "experts": to_dict(cfg.experts), "task": task}
     if domain is not None:
         spec["domain"] = domain
     key = config_key(spec)

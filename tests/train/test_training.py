@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -71,3 +73,20 @@ def test_pretraining_lowers_the_mim_loss(scenes) -> None:  # type: ignore[no-unt
     encoder, history = pretrain_base(cfg, scenes, progress=False)
     assert np.mean(history[-5:]) < np.mean(history[:5])
     assert not encoder.training
+
+
+def test_cache_names_do_not_depend_on_where_the_cache_lives(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Moving the cache ($SIMOKIT_CACHE, another $HOME) must not retrain: names come from configs only."""
+    from simokit.recipe import PipelineConfig
+    from simokit.train.pipeline import base_path, expert_path
+
+    cfg = PipelineConfig()
+    names = []
+    for where in ("a", "b"):
+        monkeypatch.setenv("SIMOKIT_CACHE", str(tmp_path / where))
+        names.append((base_path(cfg).relative_to(tmp_path / where), expert_path(cfg, "seg").name))
+    assert names[0] == names[1]
+    assert expert_path(cfg, "seg") != expert_path(cfg, "depth")
+    assert expert_path(cfg, "seg", domain="indoor").name.startswith("expert-indoor-seg-")
