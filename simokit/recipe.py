@@ -95,7 +95,8 @@ class MergeConfig:
     "head" / "joint" least-squares maps need no labels, "finetune" trains each head on cached
     merged features with its labels, "lora" trains rank-16 adapters in the encoder on all task
     losses and merges them back (`finetune_steps`/`finetune_lr` set both learned variants). The
-    first one listed goes into the merged checkpoint.
+    first one listed goes into the merged checkpoint. `device` ('cpu', 'cuda' or 'auto') is where
+    AdaMerging learns its coefficients; everything else runs on CPU.
     `grids` replaces a method's built-in search grid: {method: [{hyper-parameter: value, ...}, ...]}.
     """
 
@@ -110,6 +111,7 @@ class MergeConfig:
     finetune_steps: int = 100
     finetune_lr: float = 1e-3
     batch: int = 32
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
         if self.select not in ("tap", "tap_aligned", "eval"):

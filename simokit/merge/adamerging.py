@@ -15,6 +15,7 @@ needs no second optimisation.
 
 from __future__ import annotations
 
+import copy
 import math
 import resource
 import time
@@ -25,6 +26,7 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from simokit.device import resolve_device
 from simokit.errors import ConfigError
 from simokit.merge.api import check_experts, prepare, run_stat_passes
 from simokit.merge.task_vectors import block_index, infer_depth, task_vectors
@@ -168,6 +170,7 @@ class AdaResult:
     tap_after: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
     peak_rss_mb: float = 0.0
+    peak_gpu_mb: float = 0.0
     task_vector_mb: float = 0.0
 
 
@@ -179,22 +182,33 @@ def learn_coefficients(
     images: Tensor,
     params: AdaMergingParams,
     progress: bool = False,
+    device: str = "cpu",
 ) -> AdaResult:
     """Minimise normalised cosine TAP over (T, L) coefficients on unlabelled `images` (N, 3, H, W).
 
     `encoder` is any module of the architecture (its weights are replaced functionally); `blocks`
-    names, per task, the blocks whose patch tokens its head reads.
+    names, per task, the blocks whose patch tokens its head reads. `device` ('cpu', 'cuda', 'auto')
+    is where the task vectors, features and optimisation live; the coefficients come back as numbers.
     """
+    dev = resolve_device(device)
     tasks = list(experts)
-    stack = stack_task_vectors(base, list(experts.values()), params)
-    check_memory(stack, images, encoder)
+    stack = stack_task_vectors(base, list(experts.values()), params)  # CPU: TIES top-k histograms
+    check_memory(stack, images, encoder, dev)
+    if dev.type != "cpu":
+        stack.vectors = {k: v.to(dev) for k, v in stack.vectors.items()}
+        base = {k: v.to(dev) for k, v in base.items()}
+        experts = {t: {k: v.to(dev) for k, v in sd.items()} for t, sd in experts.items()}
+        images = images.to(dev)
+        encoder = copy.deepcopy(encoder).to(dev)  # the caller's module stays where it was
+        if dev.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(dev)
     start = time.perf_counter()
     all_blocks = sorted({b for bs in blocks.values() for b in bs})
     net = _PatchTokens(encoder.eval(), all_blocks)
     targets = {t: _features(net, experts[t], images, blocks[t]) for t in tasks}
     zero = _tap_per_task(net, base, images, targets, blocks)
     init = 0.3 if params.init is None else params.init
-    coef = torch.full((len(tasks), stack.num_layers), float(init), requires_grad=True)
+    coef = torch.full((len(tasks), stack.num_layers), float(init), device=dev, requires_grad=True)
     opt = torch.optim.Adam([coef], lr=params.lr)
     norm = EmaNormalizer(params.ema, params.ema_floor)
     gen = torch.Generator().manual_seed(params.seed)
@@ -217,6 +231,8 @@ def learn_coefficients(
     result.tap_after = _relative_tap(net, base, stack, coef.detach(), images, targets, blocks, zero)
     result.seconds = time.perf_counter() - start
     result.peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if dev.type == "cuda":
+        result.peak_gpu_mb = torch.cuda.max_memory_allocated(dev) / 2**20
     result.task_vector_mb = sum(v.numel() * v.element_size() for v in stack.vectors.values()) / 2**20
     return result
 
@@ -240,17 +256,22 @@ def adamerged_state(
     return {k: v.to(base[k].dtype) for k, v in merged.items()}
 
 
-def check_memory(stack: TaskVectorStack, images: Tensor, encoder: DinoVisionTransformer) -> None:
-    """Refuse, with a suggestion, when task vectors + merged weights + activations would not fit in RAM."""
+def check_memory(
+    stack: TaskVectorStack, images: Tensor, encoder: DinoVisionTransformer, device: torch.device | None = None
+) -> None:
+    """Refuse, with a suggestion, when task vectors + merged weights + activations would not fit
+    in RAM (or, on a GPU, in its free memory: everything but the CPU-side stack moves there)."""
     params = sum(v[0].numel() for v in stack.vectors.values())
     tokens = images.shape[0] * (images.shape[2] // 14) * (images.shape[3] // 14)
     activations = 40 * tokens * encoder.embed_dim * encoder.depth  # autograd keeps ~10 (B,N,C) per block
     need = 4 * (params * (stack.num_tasks + 3) + activations + images.numel())
-    available = _available_bytes()
+    on_gpu = device is not None and device.type == "cuda"
+    available = torch.cuda.mem_get_info(device)[0] if on_gpu else _available_bytes()
     if available is not None and need > 0.9 * available:
+        where = f"GPU {device}" if on_gpu else "RAM"
         raise ConfigError(
             f"{METHOD}: needs ~{need / 2**30:.1f} GiB ({stack.num_tasks} task vectors of a "
-            f"{params / 1e6:.0f}M-parameter encoder) but {available / 2**30:.1f} GiB is free; "
+            f"{params / 1e6:.0f}M-parameter encoder) but {available / 2**30:.1f} GiB of {where} is free; "
             "merge fewer tasks, lower "
             "merge.tap_images, or select a grid merge by TAP instead (methods: [ties], select: tap)"
         )

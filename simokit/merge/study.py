@@ -153,6 +153,7 @@ class _Study:
                 images,
                 params,
                 progress,
+                device=cfg.device,
             )
         learned = {**hp, "coefficients": result.coefficients}
         self.res.learned[_hp_key(learned)] = {k: v for k, v in vars(result).items() if k != "coefficients"}

@@ -176,6 +176,7 @@ def _learned_lines(result: StudyResult) -> list[str]:
             f"- {name}: cosine TAP relative to zero-shot {tap}; {len(run.get('losses', []))} iterations in "
             f"{run.get('seconds', 0.0):.1f} s, task vectors {run.get('task_vector_mb', 0.0):.0f} MiB, "
             f"process peak RSS {run.get('peak_rss_mb', 0.0):.0f} MiB"
+            + (f", GPU peak {run['peak_gpu_mb']:.0f} MiB" if run.get("peak_gpu_mb") else "")
         )
     return [*lines, ""]
 

@@ -21,7 +21,7 @@ from simokit.merge.adamerging import (
     stack_task_vectors,
 )
 from simokit.merge.api import merge_state_dicts
-from simokit.models import build_encoder
+from simokit.models import DinoVisionTransformer, build_encoder
 
 StateDict = dict[str, torch.Tensor]
 
@@ -106,7 +106,10 @@ def test_ties_task_vectors_are_trimmed_and_sign_agree(
         assert torch.equal(signs, nonzero.sum(dim=0).to(signs.dtype))  # all kept entries share one sign
 
 
-def test_learning_lowers_tap_on_a_toy_merge() -> None:
+def _toy_merge() -> tuple[
+    DinoVisionTransformer, StateDict, dict[str, StateDict], torch.Tensor, AdaMergingParams
+]:
+    """A nano encoder, two noisy 'experts' of it, 12 random images and a short learning schedule."""
     torch.manual_seed(0)
     enc = build_encoder("vitnano14")
     base = {k: v.clone() for k, v in enc.state_dict().items()}
@@ -120,7 +123,11 @@ def test_learning_lowers_tap_on_a_toy_merge() -> None:
             for k, v in base.items()
         }
     images = torch.randn(12, 3, 56, 56, generator=torch.Generator().manual_seed(3))
-    params = AdaMergingParams(iters=15, batch=6, lr=4e-2, init=0.2)
+    return enc, base, experts, images, AdaMergingParams(iters=15, batch=6, lr=4e-2, init=0.2)
+
+
+def test_learning_lowers_tap_on_a_toy_merge() -> None:
+    enc, base, experts, images, params = _toy_merge()
     result = learn_coefficients(enc, base, experts, {"a": [1], "b": [0, 1]}, images, params)
     assert result.tap_after["mean"] < 0.9 * result.tap_before["mean"]
     assert len(result.coefficients) == 2 and len(result.coefficients[0]) == 2 + 2
@@ -190,3 +197,29 @@ def test_a_cached_study_is_redone_when_adamerging_defaults_change(
 
     monkeypatch.setattr(workflow, "AdaMergingParams", Unfloored)
     assert key() != before
+
+
+def test_devices_resolve_or_are_refused_in_one_line() -> None:
+    from simokit.device import resolve_device
+
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ConfigError, match="unknown; choose from auto, cpu, cuda"):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="no usable CUDA GPU"):
+            resolve_device("cuda")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_learning_on_cuda_matches_cpu() -> None:
+    """The toy merge learned on the GPU: the same coefficients to float tolerance; caller's module stays."""
+    enc, base, experts, images, params = _toy_merge()
+    blocks = {"a": [1], "b": [0, 1]}
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    cpu = learn_coefficients(enc, base, experts, blocks, images, params)
+    gpu = learn_coefficients(enc, base, experts, blocks, images, params, device="cuda")
+    np.testing.assert_allclose(np.array(gpu.coefficients), np.array(cpu.coefficients), rtol=0, atol=1e-3)
+    assert gpu.tap_after["mean"] == pytest.approx(cpu.tap_after["mean"], abs=1e-3)
+    assert gpu.peak_gpu_mb > 0 and next(enc.parameters()).device.type == "cpu"
