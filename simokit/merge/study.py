@@ -17,6 +17,7 @@ import torch
 from tqdm import tqdm
 
 from simokit.data import SceneArrays
+from simokit.device import resolve_device
 from simokit.merge import adamerging
 from simokit.merge.api import merge_state_dicts
 from simokit.merge.features import collect, head_parts, image_batches
@@ -252,6 +253,8 @@ def run_study(
     for method in cfg.methods:
         if method != adamerging.METHOD:
             get_method(method)  # unknown names fail before any work
+        else:
+            resolve_device(cfg.device)  # a GPU asked for and absent: say so now, not after the grid
     study = _Study(inputs, cfg, val, calib, test, eval_batch)
     res = study.res
     base = inputs.make_encoder(inputs.base_state)
