@@ -5,6 +5,10 @@ Layout: `domains/<name>/` is a complete bundle per domain (model.onnx, meta.json
 encoder's first blocks); `router.npz` holds the SVD bases. The top-level `model.onnx` is the first
 domain's graph, so tools that know nothing of routing still open the bundle; meta.json's `routing`
 section is what simokit.runtime.load uses to route. Published atomically like every bundle.
+
+With deltas (`routing.delta`), the domains' weights live in one base graph instead: `base.onnx`
+with `base.onnx.data` and `base.json`, `domains/<name>/delta.npz` per domain (no model.onnx there
+or at the top), and `router.onnx` reading its weights from `base.onnx.data` (simokit.export.deltas).
 """
 
 from __future__ import annotations
