@@ -1,12 +1,16 @@
 """Where build-side computation runs: 'cpu', 'cuda' (or 'cuda:N') or 'auto' (CUDA when present).
 
-Only the parts whose cost grows with the encoder use it (AdaMerging's optimisation so far); the
-rest of the build runs on CPU. Robot-side code never imports this (it would import torch).
+The merge study uses it for AdaMerging's optimisation and for every encoder pass (evaluation,
+TAP and re-alignment features); merge arithmetic, least-squares fits and checkpoints stay on CPU.
+Robot-side code never imports this (it would import torch).
 """
 
 from __future__ import annotations
 
+import copy
+
 import torch
+from torch import nn
 
 from simokit.errors import ConfigError
 
@@ -27,3 +31,9 @@ def resolve_device(name: str) -> torch.device:
             )
         return torch.device(name)
     raise ConfigError(f"device '{name}' unknown; choose from {', '.join(DEVICES)} (or cuda:N)")
+
+
+def on_device(module: nn.Module, device: torch.device) -> nn.Module:
+    """`module` itself on CPU, else a copy moved to `device` (callers' modules, often sharing heads
+    with other models, stay where they are)."""
+    return module if device.type == "cpu" else copy.deepcopy(module).to(device)

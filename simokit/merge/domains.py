@@ -122,6 +122,7 @@ def _engine(
         mode=r.realign,
         n_images=cfg.merge.realign_images,
         ridge=cfg.merge.ridge,
+        device=cfg.merge.device,
     )
     return realigned_model(merged, fitted), stats
 
@@ -181,7 +182,7 @@ def _score(
         experts: Metrics = {}
         for task, sd in inp.expert_states.items():
             model = MultiTaskModel(inp.make_encoder(sd), {task: inp.heads[task]}).eval()
-            experts.update(evaluate(model, test, (task,), batch, num_classes=inp.num_classes))
+            experts.update(evaluate(model, test, (task,), batch, inp.num_classes, device=cfg.merge.device))
         models: dict[str, torch.nn.Module] = {
             "oracle domain engine": res.engines[domain],
             **({"oracle domain engine, uncompressed": full[domain]} if full else {}),
@@ -195,7 +196,9 @@ def _score(
         }
         before = dict(routed.counts)
         for name, candidate in models.items():
-            metrics = evaluate(candidate, test, tasks, batch, num_classes=inp.num_classes)
+            # the routed model counts its picks (routing accuracy below): run it in place, on CPU
+            device = "cpu" if candidate is routed else cfg.merge.device
+            metrics = evaluate(candidate, test, tasks, batch, inp.num_classes, device=device)
             res.scores.setdefault(name, {})[domain] = normalized_score(metrics, experts)
         counts = {d: routed.counts[d] - before[d] for d in routed.counts}
         res.counts[domain] = counts

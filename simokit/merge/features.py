@@ -8,12 +8,14 @@ extracted once here.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import cast
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from simokit.data import SceneArrays, to_tensor_batch
+from simokit.device import on_device, resolve_device
 from simokit.models import DinoVisionTransformer
 from simokit.models.heads import DenseHead
 
@@ -41,10 +43,17 @@ def block_features(encoder: DinoVisionTransformer, x: Tensor, blocks: list[int])
 
 
 @torch.no_grad()
-def collect(encoder: DinoVisionTransformer, batches: list[Tensor], blocks: list[int]) -> list[BatchFeatures]:
-    """Features of `blocks` for every batch in `batches`."""
-    encoder.eval()
-    return [block_features(encoder, x, blocks) for x in batches]
+def collect(
+    encoder: DinoVisionTransformer, batches: list[Tensor], blocks: list[int], device: str = "cpu"
+) -> list[BatchFeatures]:
+    """Features of `blocks` for every batch in `batches`, computed on `device`, returned on CPU."""
+    dev = resolve_device(device)
+    net = cast(DinoVisionTransformer, on_device(encoder, dev)).eval()
+    out = []
+    for x in batches:
+        feats = block_features(net, x.to(dev), blocks)
+        out.append({b: (p.cpu(), c.cpu()) for b, (p, c) in feats.items()})
+    return out
 
 
 def rows(feats: BatchFeatures, part: Part) -> Tensor:

@@ -95,11 +95,13 @@ def fit_realignment(
     batch: int = 32,
     progress: bool = False,
     expert_features: dict[str, list[BatchFeatures]] | None = None,
+    device: str = "cpu",
 ) -> RealignResult:
     """Fit the maps on `n_images` unlabelled images and return folded copies of `heads`.
 
     `expert_features` (from `features.collect` on the same images and batch size) skips
     re-running the expert encoders, which a grid search would otherwise repeat per candidate.
+    Encoders run on `device`; the least-squares fits run on CPU.
     """
     if mode not in MODES:
         raise ConfigError(f"re-alignment mode '{mode}' is not one of {', '.join(MODES)}")
@@ -112,9 +114,9 @@ def fit_realignment(
     batches = list(image_batches(data, n_images, batch))
     if expert_features is None:
         expert_features = {
-            t: collect(enc, batches, sorted({b for b, _ in parts[t]})) for t, enc in experts.items()
+            t: collect(enc, batches, sorted({b for b, _ in parts[t]}), device) for t, enc in experts.items()
         }
-    merged_features = collect(merged, batches, blocks)
+    merged_features = collect(merged, batches, blocks, device)
     grams: dict[str, dict[Part, GramAccumulator]] = {t: {} for t in heads}
     bar = tqdm(merged_features, desc=f"re-align ({mode})", disable=not progress, leave=False)
     for i, fm in enumerate(bar):

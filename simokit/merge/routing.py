@@ -136,7 +136,7 @@ class RoutedModel(nn.Module):
     @torch.no_grad()
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         """(B, 3, H, W) -> {task: (B, ...)} with each image run by its routed domain's model."""
-        picked = self.router.route(self.features(x).numpy())
+        picked = self.router.route(self.features(x).cpu().numpy())
         out: dict[str, Tensor] = {}
         for index, domain in enumerate(self.router.domains):
             rows = np.flatnonzero(picked == index)

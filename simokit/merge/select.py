@@ -49,6 +49,7 @@ class TapReference:
     expert_features: dict[str, list[BatchFeatures]]
     base_distance: dict[str, float] = field(default_factory=dict)
     metric: str = "l2"
+    device: str = "cpu"  # where merged encoders run to be scored
 
     @property
     def blocks(self) -> list[int]:
@@ -62,19 +63,20 @@ def tap_reference(
     parts: dict[str, list[Part]],
     batches: list[torch.Tensor],
     metric: str = "l2",
+    device: str = "cpu",
 ) -> TapReference:
     """Collect expert features and the base's distance to each expert on `batches`."""
-    ref = TapReference(batches, parts, {}, metric=metric)
-    base_feats = collect(base, batches, ref.blocks)
+    ref = TapReference(batches, parts, {}, metric=metric, device=device)
+    base_feats = collect(base, batches, ref.blocks, device)
     for task, enc in experts.items():
-        ref.expert_features[task] = collect(enc, batches, sorted({b for b, _ in parts[task]}))
+        ref.expert_features[task] = collect(enc, batches, sorted({b for b, _ in parts[task]}), device)
         ref.base_distance[task] = feature_distance(base_feats, ref.expert_features[task], parts[task], metric)
     return ref
 
 
 def tap_score(merged: DinoVisionTransformer, ref: TapReference) -> dict[str, float]:
     """Per-task TAP of `merged` (distance relative to zero-shot) and their mean under key 'mean'."""
-    feats = collect(merged, ref.batches, ref.blocks)
+    feats = collect(merged, ref.batches, ref.blocks, ref.device)
     out = {
         t: feature_distance(feats, ref.expert_features[t], ref.parts[t], ref.metric)
         / max(ref.base_distance[t], 1e-12)

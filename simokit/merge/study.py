@@ -118,7 +118,10 @@ class _Study:
 
     def evaluate(self, model: MultiTaskModel, data: SceneArrays) -> Metrics:
         """Metrics of every task of `model` on `data`."""
-        return evaluate(model, data, self.inputs.tasks, self.eval_batch, num_classes=self.inputs.num_classes)
+        inputs = self.inputs
+        return evaluate(
+            model, data, inputs.tasks, self.eval_batch, num_classes=inputs.num_classes, device=self.cfg.device
+        )
 
     def merge(self, method: str, hp: dict[str, Any]) -> DinoVisionTransformer:
         """The merged encoder for one grid point."""
@@ -184,6 +187,7 @@ class _Study:
             ridge=cfg.ridge,
             batch=cfg.batch,
             expert_features=self.feats,
+            device=cfg.device,
         )
 
     def score(self, method: str, hp: dict[str, Any]) -> Candidate:
@@ -259,12 +263,12 @@ def run_study(
     res = study.res
     base = inputs.make_encoder(inputs.base_state)
     experts = {t: inputs.make_encoder(sd) for t, sd in inputs.expert_states.items()}
-    res.expert_val = _expert_metrics(experts, inputs, val, eval_batch)
-    res.expert_test = _expert_metrics(experts, inputs, test, eval_batch)
+    res.expert_val = _expert_metrics(experts, inputs, val, eval_batch, cfg.device)
+    res.expert_test = _expert_metrics(experts, inputs, test, eval_batch, cfg.device)
     parts = {t: head_parts(h, base.depth) for t, h in inputs.heads.items()}
     with _Timer(res.seconds, "tap_reference"):
         tap_batches = list(image_batches(calib, cfg.tap_images, cfg.batch))
-        study.tap_ref = tap_reference(base, experts, parts, tap_batches, cfg.tap_metric)
+        study.tap_ref = tap_reference(base, experts, parts, tap_batches, cfg.tap_metric, cfg.device)
     study.feats = _expert_features(experts, inputs.heads, cfg, calib)
     grid = [(m, hp) for m in cfg.methods for hp in _grid(cfg, m)]
     for method, hp in tqdm(grid, desc="merge grid", disable=not progress, leave=False):
@@ -297,12 +301,12 @@ def _hp_key(hp: dict[str, Any]) -> str:
 
 
 def _expert_metrics(
-    experts: dict[str, DinoVisionTransformer], inputs: Inputs, data: SceneArrays, batch: int
+    experts: dict[str, DinoVisionTransformer], inputs: Inputs, data: SceneArrays, batch: int, device: str
 ) -> Metrics:
     out: Metrics = {}
     for task, enc in experts.items():
         model = MultiTaskModel(enc, {task: inputs.heads[task]}).eval()
-        out.update(evaluate(model, data, (task,), batch, num_classes=inputs.num_classes))
+        out.update(evaluate(model, data, (task,), batch, num_classes=inputs.num_classes, device=device))
     return out
 
 
@@ -357,5 +361,6 @@ def _expert_features(
     depth = next(iter(experts.values())).depth
     batches = list(image_batches(calib, cfg.realign_images, cfg.batch))
     return {
-        t: collect(experts[t], batches, sorted({b for b, _ in head_parts(heads[t], depth)})) for t in heads
+        t: collect(experts[t], batches, sorted({b for b, _ in head_parts(heads[t], depth)}), cfg.device)
+        for t in heads
     }

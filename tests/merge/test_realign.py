@@ -118,3 +118,31 @@ def test_joint_mode_shares_one_map_and_bad_mode_is_refused(setup: dict) -> None:
     assert head_parts(heads["seg"], merged.depth) == [(1, "cls"), (1, "patch")]
     with pytest.raises(ConfigError, match="re-alignment mode"):
         fit_realignment(merged, {"depth": expert}, one_head, data, mode="shared")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_features_metrics_and_maps_on_cuda_match_cpu(setup: dict) -> None:  # type: ignore[type-arg]
+    """merge.device=cuda: encoder passes on the GPU, results back on CPU, callers' modules unmoved."""
+    from simokit.merge.features import collect, image_batches
+    from simokit.models import MultiTaskModel
+    from simokit.tasks.evaluate import evaluate
+
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    merged, expert, data, heads = setup["merged"], setup["expert"], setup["data"], setup["heads"]
+    batches = list(image_batches(data, 24, 8))
+    cpu, gpu = collect(merged, batches, [0, 1]), collect(merged, batches, [0, 1], device="cuda")
+    for a, b in zip(cpu, gpu, strict=True):
+        for block in (0, 1):
+            assert b[block][0].device.type == "cpu"
+            torch.testing.assert_close(b[block][0], a[block][0], rtol=0, atol=1e-4)
+    model = MultiTaskModel(merged, {"seg": heads["seg"]})
+    on_cpu = evaluate(model, data, ("seg",), 8, num_classes=11)
+    on_gpu = evaluate(model, data, ("seg",), 8, num_classes=11, device="cuda")
+    assert on_gpu["seg"]["miou"] == pytest.approx(on_cpu["seg"]["miou"], abs=0.5)
+    experts = {"seg": expert, "depth": expert}
+    a = fit_realignment(merged, experts, heads, data, n_images=24, ridge=1e-6)
+    b = fit_realignment(merged, experts, heads, data, n_images=24, ridge=1e-6, device="cuda")
+    for task in heads:
+        assert b.stats[task]["residual_after"] == pytest.approx(a.stats[task]["residual_after"], abs=1e-4)
+    assert all(p.device.type == "cpu" for p in [*merged.parameters(), *heads["seg"].parameters()])
