@@ -96,7 +96,8 @@ class MergeConfig:
     merged features with its labels, "lora" trains rank-16 adapters in the encoder on all task
     losses and merges them back (`finetune_steps`/`finetune_lr` set both learned variants). The
     first one listed goes into the merged checkpoint. `device` ('cpu', 'cuda' or 'auto') is where
-    AdaMerging learns its coefficients; everything else runs on CPU.
+    encoders run (evaluation, TAP and re-alignment features) and AdaMerging learns; merge
+    arithmetic, least-squares fits and checkpoints stay on CPU.
     `grids` replaces a method's built-in search grid: {method: [{hyper-parameter: value, ...}, ...]}.
     """
 
