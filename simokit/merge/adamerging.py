@@ -15,18 +15,17 @@ needs no second optimisation.
 
 from __future__ import annotations
 
-import copy
 import math
 import resource
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from simokit.device import resolve_device
+from simokit.device import on_device, resolve_device
 from simokit.errors import ConfigError
 from simokit.merge.api import check_experts, prepare, run_stat_passes
 from simokit.merge.task_vectors import block_index, infer_depth, task_vectors
@@ -199,7 +198,7 @@ def learn_coefficients(
         base = {k: v.to(dev) for k, v in base.items()}
         experts = {t: {k: v.to(dev) for k, v in sd.items()} for t, sd in experts.items()}
         images = images.to(dev)
-        encoder = copy.deepcopy(encoder).to(dev)  # the caller's module stays where it was
+        encoder = cast(DinoVisionTransformer, on_device(encoder, dev))  # the caller's stays put
         if dev.type == "cuda":
             torch.cuda.reset_peak_memory_stats(dev)
     start = time.perf_counter()

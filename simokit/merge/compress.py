@@ -21,6 +21,7 @@ from torch import Tensor
 
 from simokit.errors import ConfigError
 from simokit.merge.task_vectors import keep_count, kth_largest_magnitude, truncated_svd
+from simokit.runtime.deltas import matrix_shape
 
 KINDS = ("none", "lowrank", "sparse")
 
@@ -42,13 +43,9 @@ class DeltaStats:
 
 
 def as_matrix(t: Tensor) -> Tensor | None:
-    """The 2-D view a low-rank delta factorises, or None for tensors kept exactly (vectors, scalars)."""
-    squeezed = t.reshape([d for d in t.shape if d != 1]) if t.dim() > 2 else t
-    if squeezed.dim() < 2:
-        return None
-    if squeezed.dim() == 2:
-        return squeezed
-    return squeezed.reshape(squeezed.shape[0], -1)  # conv kernels (C_out, C_in, kh, kw)
+    """The 2-D view a low-rank delta factorises (the same one the bundle's delta encoding uses), or
+    None for vectors and scalars; a single-row view such as a token's is kept exactly by the caller."""
+    return t.reshape(matrix_shape(tuple(t.shape))) if t.dim() >= 2 else None
 
 
 def compress_delta(
