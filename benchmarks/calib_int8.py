@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from simokit.calib.evaluate import latencies
+from simokit.calib.graph_eval import latencies
 from simokit.calib.graph import make_plan
 from simokit.calib.ort_quant import preprocess, quantize_qdq
 from simokit.calib.readers import GraphEngine, OrtCalibReader, load_calib_set

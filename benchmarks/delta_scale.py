@@ -22,9 +22,9 @@ import torch
 
 from simokit.data import to_tensor_batch
 from simokit.export.onnx import ExportSpec
-from simokit.export.routed import write_routed_bundle
-from simokit.merge.compress import compress_delta
-from simokit.merge.routing import build_router
+from simokit.routing.bundle import write_routed_bundle
+from simokit.routing.compress import compress_delta
+from simokit.routing.fit import build_router
 from simokit.profile.arch import merged_model
 from simokit.runtime.bundle import disk_bytes
 from simokit.runtime.engine import load

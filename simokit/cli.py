@@ -23,7 +23,7 @@ def _pipeline_config(args: argparse.Namespace) -> PipelineConfig:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Run the demo pipeline and print its table."""
-    from simokit.demo import run_demo
+    from simokit.pipeline.demo import run_demo
 
     cfg = _pipeline_config(args)
     result = run_demo(cfg, Path(args.out), progress=not args.quiet)
@@ -58,8 +58,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_merge(args: argparse.Namespace) -> int:
     """Merge the experts (given, or the recipe's cached ones), select, re-align, report."""
-    from simokit.merge.report import table
-    from simokit.merge.workflow import merge_and_report
+    from simokit.pipeline.merging import merge_and_report
+    from simokit.pipeline.report import table
     from simokit.train.pipeline import ensure_experts, load_data
 
     cfg = _pipeline_config(args)
@@ -80,9 +80,9 @@ def cmd_build(args: argparse.Namespace) -> int:
     """Experts in, one verified ONNX bundle out: merge (cached), re-align, export, verify, publish."""
     import tempfile
 
-    from simokit.export.build import build_bundle
     from simokit.export.onnx import ExportSpec
-    from simokit.merge.workflow import merge_and_report
+    from simokit.pipeline.build import build_bundle
+    from simokit.pipeline.merging import merge_and_report
     from simokit.train.pipeline import ensure_experts, load_data
 
     if args.backend == "tensorrt":  # fail before the long build, not after it
@@ -109,7 +109,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         fp16=args.fp16,
     )
     if cfg.routing.domains:  # several domains: one engine per domain behind a SiM router
-        from simokit.export.build import build_routed_bundle
+        from simokit.pipeline.build import build_routed_bundle
 
         routed, res = build_routed_bundle(cfg, Path(args.out), spec, args.verify_images, not args.quiet)
         print((routed / "routing_report.md").read_text())
@@ -125,7 +125,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         out, row = build_bundle(Path(args.out), merged, base, experts, splits, spec, args.verify_images)
     print(f"bundle: {out}  ({row.name}, test score {row.score:.3f})")
     if args.backend == "tensorrt":
-        from simokit.runtime.trt.builder import build_engine
+        from simokit.runtime.trt.engine_build import build_engine
         from simokit.runtime.trt.options import BuildOptions
 
         info = build_engine(out, BuildOptions(fp16=args.fp16))
@@ -302,7 +302,7 @@ def _domain_label(engine: object) -> Callable[[], str] | None:
 
 def cmd_build_engine(args: argparse.Namespace) -> int:
     """Build the bundle's TensorRT engine on this GPU: model.engine + model.engine.json."""
-    from simokit.runtime.trt.builder import build_engine
+    from simokit.runtime.trt.engine_build import build_engine
     from simokit.runtime.trt.options import BuildOptions
     from simokit.runtime.trt.profiles import Range
 

@@ -141,7 +141,7 @@ class RoutingConfig:
     within two points of the best; `margin` is the video hysteresis (relative residual improvement to switch).
     `delta` 'lowrank' (`delta_rank`) or 'sparse' (`delta_density`) compresses each domain's merged
     task vector before re-alignment, and the bundle stores one base plus those per-domain deltas;
-    'none' stores every domain's engine in full (see simokit.merge.compress).
+    'none' stores every domain's engine in full (see simokit.routing.compress).
     """
 
     domains: tuple[str, ...] = ()

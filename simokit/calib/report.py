@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from simokit.calib.evaluate import drops
+from simokit.calib.graph_eval import drops
 from simokit.tasks.score import Metrics
 
 

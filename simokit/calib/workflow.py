@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from simokit.cache import atomic_path
-from simokit.calib.evaluate import drops, evaluate_graph, latencies, load_labelled
 from simokit.calib.graph import QuantPlan, check_input, make_plan
+from simokit.calib.graph_eval import drops, evaluate_graph, latencies, load_labelled
 from simokit.calib.ort_quant import METHODS, preprocess, qdq_summary, quantize_qdq
 from simokit.calib.readers import DEFAULT_N, CalibSet, OrtCalibReader, load_calib_set
 from simokit.calib.report import Precision, markdown, plot, summary

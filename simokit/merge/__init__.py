@@ -6,7 +6,7 @@ from simokit.merge.api import merge_state_dicts
 from simokit.merge.methods.base import MergeMethod, MergeParams, MergeSetup
 from simokit.merge.methods.tall_mask import tall_masks
 from simokit.merge.registry import available_methods, build_method, get_method, register
-from simokit.merge.stream import merge_files
+from simokit.merge.streaming import merge_files
 
 __all__ = [
     "MergeMethod",

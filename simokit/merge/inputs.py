@@ -2,15 +2,34 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from simokit.errors import CheckpointError
-from simokit.merge.study import Inputs
 from simokit.models import DinoVisionTransformer, VitConfig, build_encoder
 from simokit.models.checkpoint import Checkpoint, check_compatible, heads_from_checkpoint, load_checkpoint
 from simokit.models.heads import DenseHead
+
+EncoderFactory = Callable[[dict[str, torch.Tensor]], DinoVisionTransformer]
+
+
+@dataclass
+class Inputs:
+    """Everything a study needs: the base and expert encoders (state dicts and modules) and heads."""
+
+    base_state: dict[str, torch.Tensor]
+    expert_states: dict[str, dict[str, torch.Tensor]]
+    heads: dict[str, DenseHead]
+    make_encoder: EncoderFactory
+    num_classes: int
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        """Task names in expert order."""
+        return tuple(self.expert_states)
 
 
 def load_inputs(base_path: str | Path, expert_paths: list[str | Path]) -> tuple[Inputs, list[Checkpoint]]:

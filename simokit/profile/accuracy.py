@@ -11,7 +11,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from simokit.calib.evaluate import eval_tasks, evaluate_graph, load_labelled
+from simokit.calib.graph_eval import eval_tasks, evaluate_graph, load_labelled
 from simokit.errors import DataError
 from simokit.runtime.bundle import MODEL_FILE, read_meta
 from simokit.tasks.score import task_scores

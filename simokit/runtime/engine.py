@@ -69,7 +69,7 @@ def load(
     'torch' = the reference. `precision` (e.g. 'fp16') must be one the backend runs; for
     'tensorrt' it must match the engine. `cuda_graph` replays CUDA graphs (tensorrt only).
     A 'triton://HOST:PORT/MODEL' (or 'triton+grpc://...') path opens a served bundle instead.
-    A routed bundle (several domain engines, see simokit.export.routed) opens as a RoutedEngine.
+    A routed bundle (several domain engines, see simokit.routing.bundle) opens as a RoutedEngine.
     """
     if str(path).startswith(("triton:/", "triton+http:/", "triton+grpc:/")):  # Path() keeps one '/'
         from simokit.runtime.backends.triton import open_url
@@ -123,7 +123,7 @@ def _check_delta_backend(path: Path, backend: str, precision: str | None) -> Non
 def _open_delta(path: Path, meta: BundleMeta, threads: int | None) -> Engine:
     """A domain stored as a weight delta: the base graph with the domain's weights decoded in."""
     from simokit.runtime.backends.ort import OrtEngine
-    from simokit.runtime.deltas import domain_initializers
+    from simokit.runtime.delta_decode import domain_initializers
 
     base = meta.extra["delta"]["base"]  # the base graph, relative to this domain's folder
     initializers = domain_initializers((path / base).parent, path)

@@ -175,7 +175,7 @@ def test_a_cached_study_is_redone_when_adamerging_defaults_change(
     import dataclasses
     from types import SimpleNamespace
 
-    from simokit.merge import workflow
+    from simokit.pipeline import merging as workflow
     from simokit.recipe import MergeConfig
 
     files = []

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from simokit.merge.features import collect
-from simokit.merge.report import spearman
 from simokit.merge.select import Candidate, feature_distance, pick, tap_reference, tap_score
 from simokit.models import build_encoder
+from simokit.pipeline.report import spearman
 
 
 def _feats(patch: torch.Tensor, cls: torch.Tensor) -> list[dict[int, tuple[torch.Tensor, torch.Tensor]]]:

@@ -85,8 +85,8 @@ def test_bad_router_input_is_named() -> None:
 def test_grid_features_are_region_averages_and_refuse_odd_grids() -> None:
     import torch
 
-    from simokit.merge.routing import GRID, RouterFeatures
     from simokit.models import build_encoder
+    from simokit.routing.fit import GRID, RouterFeatures
 
     enc = build_encoder("vitnano14").eval()
     x = torch.randn(2, 3, 112, 112, generator=torch.Generator().manual_seed(0))

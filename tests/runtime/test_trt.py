@@ -400,7 +400,7 @@ def test_importing_the_runtime_imports_no_tensorrt_or_cuda() -> None:
         "import sys\n"
         "import simokit, simokit.runtime, simokit.runtime.engine, simokit.runtime.capabilities\n"
         "import simokit.runtime.trt.profiles, simokit.runtime.trt.precision, simokit.runtime.trt.sidecar\n"
-        "import simokit.runtime.trt.builder, simokit.runtime.trt.runner, simokit.runtime.backends.ort\n"
+        "import simokit.runtime.trt.engine_build, simokit.runtime.trt.runner, simokit.runtime.backends.ort\n"
         "bad = ('tensorrt', 'tensorrt_bindings', 'cuda', 'pycuda', 'torch')\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in bad))\n"
     )
@@ -430,7 +430,7 @@ def test_cli_without_tensorrt_exits_2_with_one_line(
 
 @needs_trt
 def test_engine_matches_onnxruntime(copy: Path) -> None:
-    from simokit.runtime.trt.builder import build_engine
+    from simokit.runtime.trt.engine_build import build_engine
 
     frames = np.random.default_rng(5).integers(0, 256, size=(3, 56, 56, 3), dtype=np.uint8)
     ref = load(copy).infer(frames)
@@ -448,7 +448,7 @@ def test_engine_matches_onnxruntime(copy: Path) -> None:
 
 @needs_trt
 def test_fp16_engine_keeps_layernorm_fp32_and_stays_close(copy: Path) -> None:
-    from simokit.runtime.trt.builder import build_engine
+    from simokit.runtime.trt.engine_build import build_engine
 
     frames = np.random.default_rng(6).integers(0, 256, size=(2, 56, 56, 3), dtype=np.uint8)
     ref = load(copy).infer(frames)

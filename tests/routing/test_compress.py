@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from simokit.errors import ConfigError
-from simokit.merge.compress import as_matrix, compress_delta
+from simokit.routing.compress import as_matrix, compress_delta
 
 
 def _states(seed: int = 0) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:

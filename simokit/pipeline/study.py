@@ -21,34 +21,17 @@ from simokit.device import resolve_device
 from simokit.merge import adamerging
 from simokit.merge.api import merge_state_dicts
 from simokit.merge.features import collect, head_parts, image_batches
-from simokit.merge.finetune import finetune_heads
-from simokit.merge.lora import lora_realign
-from simokit.merge.realign import RealignResult, fit_realignment, realigned_model
+from simokit.merge.inputs import Inputs
 from simokit.merge.registry import get_method
 from simokit.merge.select import SELECT_CRITERIA, Candidate, TapReference, pick, tap_reference, tap_score
 from simokit.models import DinoVisionTransformer, MultiTaskModel
 from simokit.models.heads import DenseHead
+from simokit.realign.finetune import finetune_heads
+from simokit.realign.least_squares import RealignResult, fit_realignment, realigned_model
+from simokit.realign.lora import lora_realign
 from simokit.recipe import MergeConfig
 from simokit.tasks.evaluate import evaluate
 from simokit.tasks.score import Metrics, normalized_score
-
-EncoderFactory = Callable[[dict[str, torch.Tensor]], DinoVisionTransformer]
-
-
-@dataclass
-class Inputs:
-    """Everything a study needs: the base and expert encoders (state dicts and modules) and heads."""
-
-    base_state: dict[str, torch.Tensor]
-    expert_states: dict[str, dict[str, torch.Tensor]]
-    heads: dict[str, DenseHead]
-    make_encoder: EncoderFactory
-    num_classes: int
-
-    @property
-    def tasks(self) -> tuple[str, ...]:
-        """Task names in expert order."""
-        return tuple(self.expert_states)
 
 
 @dataclass

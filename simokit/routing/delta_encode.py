@@ -19,7 +19,7 @@ import numpy as np
 
 from simokit.cache import atomic_path
 from simokit.errors import SimokitError
-from simokit.runtime.deltas import BASE_DATA, BASE_INDEX, decode, matrix_shape
+from simokit.runtime.delta_decode import BASE_DATA, BASE_INDEX, decode, matrix_shape
 
 # A decoded tensor may differ from the domain's by this much, relative to its largest entry: a few
 # float32 roundings of base + delta (the factors cannot reproduce rounding noise exactly).
@@ -78,7 +78,7 @@ def share_base_weights(path: Path, folder: Path, index: dict[str, Any]) -> int:
     import onnx
     from onnx import numpy_helper
 
-    from simokit.runtime.deltas import base_tensor
+    from simokit.runtime.delta_decode import base_tensor
 
     by_shape: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     for info in index["tensors"].values():

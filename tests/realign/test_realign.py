@@ -9,8 +9,8 @@ import torch
 
 from simokit.data import generate, to_tensor_batch
 from simokit.errors import ConfigError
-from simokit.merge.realign import GramAccumulator, fit_realignment, head_parts
 from simokit.models import HeadConfig, build_encoder, build_head
+from simokit.realign.least_squares import GramAccumulator, fit_realignment, head_parts
 
 
 def test_gram_solve_recovers_affine_map_exactly() -> None:

@@ -10,9 +10,9 @@ import torch
 
 from simokit.data import to_tensor_batch
 from simokit.export.onnx import ExportSpec
-from simokit.export.routed import write_routed_bundle
-from simokit.merge.routing import RouterFeatures, build_router, router_features
 from simokit.models import HeadConfig, MultiTaskModel, build_encoder, build_head
+from simokit.routing.bundle import write_routed_bundle
+from simokit.routing.fit import RouterFeatures, build_router, router_features
 from simokit.runtime.bundle import is_routed
 from simokit.runtime.engine import load
 from simokit.runtime.routed import RoutedEngine

@@ -8,7 +8,7 @@ section is what simokit.runtime.load uses to route. Published atomically like ev
 
 With deltas (`routing.delta`), the domains' weights live in one base graph instead: `base.onnx`
 with `base.onnx.data` and `base.json`, `domains/<name>/delta.npz` per domain (no model.onnx there
-or at the top), and `router.onnx` reading its weights from `base.onnx.data` (simokit.export.deltas).
+or at the top), and `router.onnx` reading its weights from `base.onnx.data` (simokit.routing.delta_encode).
 """
 
 from __future__ import annotations
@@ -27,11 +27,11 @@ from simokit.errors import ConfigError
 from simokit.export.bundle import input_layout, write_bundle
 from simokit.export.onnx import ExportSpec, InputAdapter, export_module, export_onnx
 from simokit.export.verify import verify_onnx
-from simokit.merge.routing import RouterFeatures
 from simokit.models import DinoVisionTransformer, MultiTaskModel
+from simokit.routing.fit import RouterFeatures
 from simokit.runtime.backends.ort import OrtEngine
 from simokit.runtime.bundle import META_FILE, MODEL_FILE, disk_bytes, read_meta
-from simokit.runtime.deltas import DELTA_FILE
+from simokit.runtime.delta_decode import DELTA_FILE
 from simokit.runtime.router import SubspaceRouter
 
 ROUTER_GRAPH = "router.onnx"
@@ -62,7 +62,7 @@ def write_routed_bundle(
 ) -> Path:
     """Export and verify every domain's engine, add the router, publish at `out`.
 
-    With `deltas` the domains are stored as weight deltas of one base graph (simokit.export.deltas)
+    With `deltas` the domains are stored as weight deltas of one base graph (simokit.routing.delta_encode)
     and each is verified again as the robot will open it: base graph + decoded delta.
     """
     if deltas and spec.fp16:
@@ -130,8 +130,8 @@ def _write_deltas(
     """base.onnx (+ data, index) from the base encoder; per domain delta.npz, meta.json, report.md."""
     import onnx
 
-    from simokit.export.deltas import encode_domain, save_delta, write_base
-    from simokit.runtime.deltas import BASE_DATA, BASE_GRAPH, BASE_INDEX, domain_initializers
+    from simokit.routing.delta_encode import encode_domain, save_delta, write_base
+    from simokit.runtime.delta_decode import BASE_DATA, BASE_GRAPH, BASE_INDEX, domain_initializers
 
     heads = engines[domains[0]].heads  # any heads: the base graph only carries the shared weights
     template = export_onnx(MultiTaskModel(base, dict(heads)), spec, full / "base-template.onnx")
@@ -174,8 +174,8 @@ def _share_router_weights(tmp: Path, images: np.ndarray, spec: ExportSpec) -> No
 
     import onnxruntime as ort
 
-    from simokit.export.deltas import DeltaError, share_base_weights
-    from simokit.runtime.deltas import BASE_INDEX
+    from simokit.routing.delta_encode import DeltaError, share_base_weights
+    from simokit.runtime.delta_decode import BASE_INDEX
 
     x = input_layout(images, spec)
 

@@ -19,9 +19,9 @@ import torch
 from torch import Tensor, nn
 
 from simokit.data import SceneArrays, targets_to_tensors, to_tensor_batch
-from simokit.merge.realign import RealignResult
 from simokit.models import DinoVisionTransformer, MultiTaskModel
 from simokit.models.heads import DenseHead
+from simokit.realign.least_squares import RealignResult
 from simokit.tasks.losses import task_loss
 
 

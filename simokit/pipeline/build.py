@@ -18,10 +18,10 @@ from simokit.data import CLASS_NAMES, PALETTE
 from simokit.errors import SimokitError
 from simokit.export.bundle import write_bundle
 from simokit.export.onnx import ExportSpec, export_onnx
-from simokit.merge.domains import DomainResult
-from simokit.merge.study import Row, row_summary
-from simokit.merge.workflow import MergeOutputs, file_sha256
 from simokit.models.checkpoint import load_checkpoint, model_from_checkpoint
+from simokit.pipeline.domains import DomainResult
+from simokit.pipeline.merging import MergeOutputs, file_sha256
+from simokit.pipeline.study import Row, row_summary
 from simokit.profile.flops import vit_flops
 from simokit.recipe import PipelineConfig
 from simokit.runtime.bundle import read_meta
@@ -79,8 +79,8 @@ def build_routed_bundle(
     cfg: PipelineConfig, out: Path, spec: ExportSpec, verify_images: int = 8, progress: bool = True
 ) -> tuple[Path, DomainResult]:
     """Per-domain experts -> one engine per domain + SiM router -> a verified routed bundle at `out`."""
-    from simokit.export.routed import write_routed_bundle
-    from simokit.merge.domains import domain_report, run_domains
+    from simokit.pipeline.domains import domain_report, run_domains
+    from simokit.routing.bundle import write_routed_bundle
 
     res = run_domains(cfg, progress)
     images = {

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 
 from simokit.data import generate
-from simokit.merge.finetune import finetune_heads
 from simokit.models import HeadConfig, build_encoder, build_head
+from simokit.realign.finetune import finetune_heads
 
 
 def test_finetuned_heads_lower_the_task_loss_and_copies_are_independent() -> None:

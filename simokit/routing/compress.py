@@ -21,7 +21,7 @@ from torch import Tensor
 
 from simokit.errors import ConfigError
 from simokit.merge.task_vectors import keep_count, kth_largest_magnitude, truncated_svd
-from simokit.runtime.deltas import matrix_shape
+from simokit.runtime.delta_decode import matrix_shape
 
 KINDS = ("none", "lowrank", "sparse")
 

@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 from simokit.data import generate
-from simokit.merge.lora import LoRALinear, lora_realign
 from simokit.models import HeadConfig, build_encoder, build_head
+from simokit.realign.lora import LoRALinear, lora_realign
 
 
 def test_merged_adapter_equals_adapter_forward() -> None:

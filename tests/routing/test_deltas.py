@@ -14,17 +14,17 @@ import torch
 from onnx import numpy_helper
 
 from simokit.data import to_tensor_batch
-from simokit.export.deltas import EXACT, DeltaError, encode_domain, save_delta, write_base
 from simokit.export.onnx import ExportSpec, export_onnx
-from simokit.export.routed import write_routed_bundle
-from simokit.merge.compress import compress_delta
-from simokit.merge.routing import build_router
 from simokit.models import DinoVisionTransformer, HeadConfig, MultiTaskModel, build_encoder, build_head
+from simokit.routing.bundle import write_routed_bundle
+from simokit.routing.compress import compress_delta
+from simokit.routing.delta_encode import EXACT, DeltaError, encode_domain, save_delta, write_base
+from simokit.routing.fit import build_router
 from simokit.runtime.bundle import BundleError, read_meta, require_graph
-from simokit.runtime.deltas import decode, domain_initializers, matrix_shape
+from simokit.runtime.delta_decode import decode, domain_initializers, matrix_shape
 from simokit.runtime.engine import load
 from simokit.runtime.routed import RoutedEngine
-from tests.export.test_routed import TASKS, _frames
+from tests.routing.test_routed import TASKS, _frames
 
 SPEC = ExportSpec(TASKS, 56, 56, input_kind="uint8")
 
@@ -108,7 +108,7 @@ def test_base_weights_are_aligned_and_memory_mapped(graphs: dict, tmp_path: Path
     folder = tmp_path / "bundle"
     folder.mkdir()
     index = write_base(graphs["template"], folder, "base.onnx")
-    from simokit.runtime.deltas import base_tensor
+    from simokit.runtime.delta_decode import base_tensor
 
     weights = {t.name: numpy_helper.to_array(t) for t in graphs["template"].graph.initializer}
     assert index["tensors"]

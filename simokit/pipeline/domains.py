@@ -21,13 +21,12 @@ from tqdm import tqdm
 
 from simokit.data import SceneArrays, to_tensor_batch
 from simokit.merge.api import merge_state_dicts
-from simokit.merge.compress import DeltaStats, compress_delta
-from simokit.merge.inputs import load_inputs
-from simokit.merge.realign import fit_realignment, realigned_model
-from simokit.merge.routing import BlockChoice, RoutedModel, build_router, pick_block, sweep_blocks
-from simokit.merge.study import Inputs
+from simokit.merge.inputs import Inputs, load_inputs
 from simokit.models import DinoVisionTransformer, MultiTaskModel
+from simokit.realign.least_squares import fit_realignment, realigned_model
 from simokit.recipe import PipelineConfig
+from simokit.routing.compress import DeltaStats, compress_delta
+from simokit.routing.fit import BlockChoice, RoutedModel, build_router, pick_block, sweep_blocks
 from simokit.runtime.router import SubspaceRouter
 from simokit.tasks.evaluate import evaluate
 from simokit.tasks.score import Metrics, normalized_score

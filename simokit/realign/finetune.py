@@ -15,9 +15,9 @@ import torch
 
 from simokit.data import SceneArrays, targets_to_tensors
 from simokit.merge.features import collect, image_batches
-from simokit.merge.realign import RealignResult
 from simokit.models import DinoVisionTransformer
 from simokit.models.heads import DenseHead
+from simokit.realign.least_squares import RealignResult
 from simokit.tasks.losses import task_loss
 
 

@@ -18,11 +18,11 @@ import torch
 
 from simokit.cache import atomic_path
 from simokit.data import PALETTE, SceneArrays, to_tensor_batch
-from simokit.export.build import build_bundle
 from simokit.export.onnx import ExportSpec
-from simokit.merge.report import table
-from simokit.merge.workflow import MergeOutputs, merge_and_report
 from simokit.models import MultiTaskModel
+from simokit.pipeline.build import build_bundle
+from simokit.pipeline.merging import MergeOutputs, merge_and_report
+from simokit.pipeline.report import table
 from simokit.recipe import PipelineConfig
 from simokit.runtime.overlay import colorize_depth, colorize_seg, gray_to_rgb, normals_to_rgb, panel
 from simokit.train.pipeline import ensure_base, ensure_experts, load_data, load_encoder, load_model

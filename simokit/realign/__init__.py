@@ -1,0 +1,2 @@
+"""Re-alignment of a merged encoder to each frozen task head: least squares folded into the heads,
+head fine-tuning and LoRA."""
