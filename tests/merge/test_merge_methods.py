@@ -129,15 +129,31 @@ def test_breadcrumbs_drops_outliers_and_small_entries_per_tensor() -> None:
     assert torch.allclose(merged[KEY], expected)
 
 
-def test_lines_scales_linearly_with_depth() -> None:
-    keys = ["cls_token", "blocks.0.ls1.gamma", "blocks.1.ls1.gamma", "norm.weight"]
+def _authors_lines_scale(key: str, alpha: float, beta: float, num_blocks: int) -> float:
+    """The authors' rule (wang-kee/LiNeS `LiNeS_scaling`): the first '.i.' a key holds picks its
+    block; block i is scaled by alpha + beta * i / (L - 1), any other tensor by alpha."""
+    for layer in range(num_blocks):
+        if f".{layer}." in key:
+            return alpha + beta * (layer / (num_blocks - 1 if num_blocks > 1 else 1))
+    return alpha
+
+
+@pytest.mark.parametrize("depth", [2, 12])
+@pytest.mark.parametrize(("alpha", "beta"), [(None, 0.5), (0.2, 0.3)])
+def test_lines_follows_the_authors_scaling(depth: int, alpha: float | None, beta: float) -> None:
+    keys = ["cls_token", "pos_embed", "patch_embed.proj.weight", "norm.weight"]
+    keys += [f"blocks.{i}.{p}" for i in range(depth) for p in ("ls1.gamma", "mlp.fc2.weight")]
     base = {k: torch.zeros(2) for k in keys}
     experts = _experts(base, {k: [1.0, 1.0] for k in keys}, {k: [1.0, -1.0] for k in keys})
-    merged = merge_state_dicts(base, experts, "lines")  # α = 1/T = 0.5, β = 0.5, L = depth + 1 = 3
-    for key, layer in zip(keys, range(4), strict=True):
-        assert torch.allclose(merged[key], (0.5 + 0.5 * layer / 3) * T([2.0, 0.0]))
-    custom = merge_state_dicts(base, experts, "lines", alpha=0.2, beta=0.3)
-    assert torch.allclose(custom["norm.weight"], 0.5 * T([2.0, 0.0]))
+    hp = {"beta": beta} | ({} if alpha is None else {"alpha": alpha})
+    merged = merge_state_dicts(base, experts, "lines", **hp)
+    a = 0.5 if alpha is None else alpha  # default alpha = 1/T with T = 2 experts
+    for key in keys:
+        assert torch.allclose(merged[key], _authors_lines_scale(key, a, beta, depth) * T([2.0, 0.0])), key
+    # the ends of the ramp: block 0 at alpha, the last block at alpha + beta, the final norm at alpha
+    assert torch.allclose(merged["blocks.0.ls1.gamma"], a * T([2.0, 0.0]))
+    assert torch.allclose(merged[f"blocks.{depth - 1}.ls1.gamma"], (a + beta) * T([2.0, 0.0]))
+    assert torch.allclose(merged["norm.weight"], a * T([2.0, 0.0]))
 
 
 def test_normavg_rescales_to_the_mean_global_norm() -> None:

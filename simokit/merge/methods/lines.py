@@ -1,11 +1,11 @@
 """`lines` — LiNeS, Layer-increasing Network Scaling (Wang et al., ICLR 2025), on task arithmetic.
 
-θ = θ0 + λ(ℓ) Σ_t τ_t with λ(ℓ) = α + β ℓ/L, ℓ = block_index(key) (0 embeddings, i+1 block i,
-depth+1 final norm) and L = depth + 1: shallow layers stay near the base, deep ones take more of
-the update. α defaults to 1/T (the paper's multi-task setting, where for a summed τ_MTL its code
-uses α = (‖Σ τ_t‖₁/‖τ_MTL‖₁)/T = 1/T) and β, the only tuned value, to 0.5 of its grid 0.1..1.0.
-The official code scales block i by α + β·i/(depth−1) and all non-block tensors by α; we use
-the index above, which also gives the final norm the deepest scale.
+θ = θ0 + λ(key) Σ_t τ_t, as the authors' `LiNeS_scaling` (wang-kee/LiNeS) computes it: block i of
+L blocks is scaled by α + β·i/(L−1) (by α when L = 1), and every tensor outside the blocks
+(patch and position embeddings, CLS/register tokens, the final norm) by α. Shallow blocks stay near
+the base, deep ones take more of the update: block 0 is at α, the last block at α + β.
+α defaults to 1/T (the paper's multi-task setting, where for a summed τ_MTL its code uses
+α = (‖Σ τ_t‖₁/‖τ_MTL‖₁)/T = 1/T) and β, the only tuned value, to 0.5 of its grid 0.1..1.0.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ class LinesParams(MergeParams):
 
 @register
 class Lines(MergeMethod[LinesParams]):
-    """θ = θ0 + (α + β ℓ/L) Σ_t τ_t."""
+    """θ = θ0 + λ(key) Σ_t τ_t, λ = α + β·i/(L−1) in block i of L, α elsewhere."""
 
     name = "lines"
     params_type = LinesParams
@@ -47,11 +47,14 @@ class Lines(MergeMethod[LinesParams]):
         return [{"beta": b} for b in steps(0.1, 1.0, 0.1)]
 
     def scale(self, key: str) -> float:
-        """λ(ℓ) for the layer holding `key`."""
+        """λ for the tensor `key`: α + β·i/(L−1) inside block i of L, α outside the blocks."""
         alpha = self.params.alpha if self.params.alpha is not None else 1.0 / self.setup.num_experts
         depth = self.setup.depth
-        return alpha + self.params.beta * block_index(key, depth) / (depth + 1)
+        index = block_index(key, depth)  # 0 embeddings, i + 1 for block i, depth + 1 final norm
+        if not 1 <= index <= depth:
+            return alpha
+        return alpha + self.params.beta * (index - 1) / max(depth - 1, 1)
 
     def merge_tensor(self, key: str, taus: list[Tensor]) -> Tensor:
-        """λ(ℓ) Σ_t τ_t."""
+        """λ(key) Σ_t τ_t."""
         return self.scale(key) * torch.stack(taus).sum(dim=0)
