@@ -12,7 +12,7 @@ split; per-task normalised drop against the bundle's FP32 graph.
 
 Goal (issue 7): INT8 >= 1.5x faster than FP32 for ViT-S/14, demo mean drop <= 1 point, no task > 2.
 
-    python benchmarks/calib_int8.py [--bundle /work/demo_cold_final/bundle] [--threads 2] [--json out.json]
+    python benchmarks/calib_int8.py [--bundle simokit-demo/bundle] [--threads 2] [--json out.json]
 """
 
 from __future__ import annotations
@@ -109,7 +109,11 @@ def demo_accuracy(bundle: Path, work: Path, n: int, method: str, threads: int | 
 def main() -> None:
     """Run both parts and print the tables and the goal check."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--bundle", default="/work/demo_cold_final/bundle")
+    ap.add_argument(
+        "--bundle",
+        default="simokit-demo/bundle",
+        help="bundle to measure (default: %(default)s, the one `simokit demo` writes)",
+    )
     ap.add_argument("--method", default="percentile", choices=["minmax", "entropy", "percentile"])
     ap.add_argument("--n", type=int, default=256, help="calibration images for the demo bundle")
     ap.add_argument("--vits-n", type=int, default=32, help="calibration images for the ViT-S speed graph")

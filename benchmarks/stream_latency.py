@@ -9,7 +9,7 @@ Writes a video of embedded scenes (OpenCV mp4v) to a temp dir, then measures on 
 (c) live-rate stream: the same frames from a paced live source at --live-fps (a camera stand-in,
     newest-frame-only), latency p50/p99 from capture to sink against 2 frame intervals + inference.
 
-    python benchmarks/stream_latency.py [--bundle /work/demo_cold_final/bundle] [--size 320x240]
+    python benchmarks/stream_latency.py [--bundle simokit-demo/bundle] [--size 320x240]
 """
 
 from __future__ import annotations
@@ -102,7 +102,11 @@ def engine_fps(engine, frames: np.ndarray, warmup: int = 20) -> tuple[float, flo
 def main() -> None:
     """Measure and print a table (and JSON with --json)."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--bundle", default="/work/demo_cold_final/bundle")
+    p.add_argument(
+        "--bundle",
+        default="simokit-demo/bundle",
+        help="bundle to measure (default: %(default)s, the one `simokit demo` writes)",
+    )
     p.add_argument("--size", default="320x240", help="video width x height (default: %(default)s)")
     p.add_argument("--frames", type=int, default=300)
     p.add_argument("--live-fps", type=float, default=30.0)
