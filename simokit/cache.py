@@ -36,6 +36,8 @@ def atomic_path(final: Path) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
+        if tmp.exists():  # mkstemp made it 0600: published files get the modes a plain open() gives
+            os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, final)
     finally:
         if tmp.exists():
@@ -46,9 +48,19 @@ def publish_dir(tmp: Path, final: Path) -> None:
     """Move a finished temporary directory (a bundle, a model repository) to `final`, replacing an old one."""
     # The old copy is moved aside first, so at most for a moment neither name is complete on disk;
     # a reader (a robot, a polling Triton) sees the old directory or the new one, never a half one.
+    # mkdtemp made it 0700: a Triton container or robot service running as another user could not
+    # read the published directory, so it gets the mode a plain mkdir() gives
+    os.chmod(tmp, 0o777 & ~_umask())
     old = final.with_name(f".{final.name}.old")
     if final.exists():
         os.replace(final, old)
     os.replace(tmp, final)
     if old.exists():
         shutil.rmtree(old)
+
+
+def _umask() -> int:
+    """The process umask (reading it means setting it; it is put straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
