@@ -81,10 +81,7 @@ def write_routed_bundle(
                 _write_deltas(tmp, full, engines, base, spec, verify_images, router.domains, rank_hint)
             )
         else:
-            try:  # the default graph is the first domain's: a hard link costs no disk space
-                os.link(first / MODEL_FILE, tmp / MODEL_FILE)
-            except OSError:
-                shutil.copyfile(first / MODEL_FILE, tmp / MODEL_FILE)
+            _link_default_graph(first, tmp)
         export_router(base, router, spec, tmp / ROUTER_GRAPH)
         if deltas:  # the router reads base-encoder weights: take them from the base's data file
             _share_router_weights(tmp, verify_images[router.domains[0]], spec)
@@ -92,18 +89,7 @@ def write_routed_bundle(
         meta = read_meta(first)
         if deltas:  # no model.onnx at the top: the domains' graphs exist only as base + delta
             meta.extra["graphs"] = {}
-        routing = {
-            "domains": list(router.domains),
-            "engines": {d: f"domains/{d}" for d in router.domains},
-            "weights": "delta" if deltas else "full",
-            "router": {
-                "graph": ROUTER_GRAPH,
-                "bases": ROUTER_BASES,
-                "block": router.block,
-                "mode": router.mode,
-            },
-            **extra,
-        }
+        routing = _routing_section(router, deltas, extra)
         if deltas:
             shutil.rmtree(full)
         storage["bundle_bytes"] = disk_bytes(tmp)
@@ -115,6 +101,30 @@ def write_routed_bundle(
         if tmp.exists():
             shutil.rmtree(tmp)
     return final
+
+
+def _link_default_graph(first: Path, tmp: Path) -> None:
+    """Put the first domain's model.onnx at the bundle's top, where routing-unaware tools look."""
+    try:  # a hard link costs no disk space
+        os.link(first / MODEL_FILE, tmp / MODEL_FILE)
+    except OSError:
+        shutil.copyfile(first / MODEL_FILE, tmp / MODEL_FILE)
+
+
+def _routing_section(router: SubspaceRouter, deltas: bool, extra: dict[str, Any]) -> dict[str, Any]:
+    """meta.json's `routing` section without its storage sizes: domains, engines, router files."""
+    return {
+        "domains": list(router.domains),
+        "engines": {d: f"domains/{d}" for d in router.domains},
+        "weights": "delta" if deltas else "full",
+        "router": {
+            "graph": ROUTER_GRAPH,
+            "bases": ROUTER_BASES,
+            "block": router.block,
+            "mode": router.mode,
+        },
+        **extra,
+    }
 
 
 def _write_deltas(

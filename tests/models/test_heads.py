@@ -10,6 +10,7 @@ from torch import Tensor
 
 from simokit.errors import ConfigError, ShapeError
 from simokit.models import DPTHead, HeadConfig, LinearHead, build_head, fold_linear_map
+from simokit.models.heads import HEAD_KINDS, HEADS
 
 DIM = 16
 
@@ -46,6 +47,13 @@ def test_head_config_validation_and_json_round_trip() -> None:
         HeadConfig(kind="dpt", out_channels=1)
     with pytest.raises(ConfigError, match="unknown"):
         HeadConfig.from_dict({"kind": "linear", "out_channels": 1, "dropout": 0.1})
+
+
+def test_every_head_kind_has_a_registered_class() -> None:
+    assert tuple(HEADS) == HEAD_KINDS
+    for kind, head_type in HEADS.items():
+        layers = (0, 1, 2, 3) if kind == "dpt" else (-1,)
+        assert type(build_head(HeadConfig(kind=kind, out_channels=2, layers=layers), DIM)) is head_type
 
 
 @pytest.mark.parametrize("activation", ["none", "softplus", "normalize", "sigmoid"])

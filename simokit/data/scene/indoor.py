@@ -7,6 +7,7 @@ import math
 import numpy as np
 
 from simokit.data.labels import CLASS_ID
+from simokit.data.scene.camera import Camera
 from simokit.data.scene.geometry import Box, Cylinder, Plane, Sphere
 from simokit.data.scene.layout import Builder, balance_lights, direction, look_camera, sensor
 from simokit.data.scene.world import Light, Scene
@@ -73,10 +74,10 @@ def _furniture(b: Builder, size: tuple[float, float], tops: list[tuple[float, fl
         b.add(Box((x, y, e), (e, e * rng.uniform(0.7, 1.3), e), yaw), FURNITURE, mat)
 
 
-def build_indoor(rng: np.random.Generator) -> Scene:
-    """Sample a closed rectangular room [0, Lx] x [0, Ly] x [0, Hz] seen from inside."""
-    size = (float(rng.uniform(4.0, 10.0)), float(rng.uniform(4.0, 10.0)))
-    height = float(rng.uniform(2.4, 4.0))
+def _room_camera(
+    rng: np.random.Generator, size: tuple[float, float], height: float
+) -> tuple[np.ndarray, Camera]:
+    """Return the eye (3,) somewhere inside the room and a camera looking roughly at the room's centre."""
     eye = np.array(
         [
             rng.uniform(0.4, size[0] - 0.4),
@@ -86,9 +87,12 @@ def build_indoor(rng: np.random.Generator) -> Scene:
     )
     centre = np.array([size[0] / 2, size[1] / 2])
     yaw = math.atan2(centre[0] - eye[0], centre[1] - eye[1]) + rng.normal(0.0, 0.7)
-    camera = look_camera(rng, eye, yaw, (-0.65, 0.2))
-    b = Builder(rng, eye)
+    return eye, look_camera(rng, eye, yaw, (-0.65, 0.2))
 
+
+def _shell(b: Builder, size: tuple[float, float], height: float) -> None:
+    """Add floor, ceiling and four walls, with flat panels on the walls and sometimes a rug."""
+    rng = b.rng
     b.add(Plane((0.0, 0.0, 1.0), 0.0), FLOOR, b.material(), casts_shadow=False)
     b.add(Plane((0.0, 0.0, 1.0), height), CEILING, b.material(), casts_shadow=False)
     shared = b.material()
@@ -106,9 +110,10 @@ def build_indoor(rng: np.random.Generator) -> Scene:
         x, y = rng.uniform(w, size[0] - w), rng.uniform(d, size[1] - d)
         b.add(Box((x, y, 0.005), (w, d, 0.005), float(rng.uniform(0, math.pi))), FLOOR, b.material())
 
-    tops: list[tuple[float, float, float, float]] = []
-    for _ in range(int(rng.integers(3, 8))):
-        _furniture(b, size, tops)
+
+def _pillars(b: Builder, size: tuple[float, float], height: float) -> None:
+    """Add up to two floor-to-ceiling pillars, round or square."""
+    rng = b.rng
     for _ in range(int(rng.integers(0, 3))):
         x, y = rng.uniform(0.4, size[0] - 0.4), rng.uniform(0.4, size[1] - 0.4)
         if rng.random() < 0.5:
@@ -120,6 +125,11 @@ def build_indoor(rng: np.random.Generator) -> Scene:
                 PILLAR,
                 b.material(),
             )
+
+
+def _balls(b: Builder, size: tuple[float, float], tops: list[tuple[float, float, float, float]]) -> None:
+    """Add one to six balls, on the floor or resting on a table top from `tops`."""
+    rng = b.rng
     for _ in range(int(rng.integers(1, 7))):
         r = float(rng.uniform(0.1, 0.45))
         if tops and rng.random() < 0.4:
@@ -131,6 +141,10 @@ def build_indoor(rng: np.random.Generator) -> Scene:
             x, y = rng.uniform(r, size[0] - r), rng.uniform(r, size[1] - r)
             b.add(Sphere((x, y, r), r), BALL, b.material())
 
+
+def _room_lights(b: Builder, size: tuple[float, float], height: float) -> tuple[float, tuple[Light, ...]]:
+    """Return the balanced ambient level and lights: ceiling lamps clear of pillars, maybe a window sun."""
+    rng = b.rng
     ambient = float(rng.uniform(0.12, 0.35))
     lights = []
     for _ in range(int(rng.integers(1, 3))):
@@ -147,12 +161,27 @@ def build_indoor(rng: np.random.Generator) -> Scene:
         sun = direction(float(rng.uniform(0, 2 * math.pi)), float(rng.uniform(0.3, 1.0)))
         lights.append(Light("directional", sun, float(rng.uniform(0.2, 0.5))))
     # Lamps fall off with distance, so indoor peaks may exceed 1 before surfaces actually saturate.
-    ambient, balanced = balance_lights(rng, ambient, lights, (0.9, 1.3))
+    return balance_lights(rng, ambient, lights, (0.9, 1.3))
+
+
+def build_indoor(rng: np.random.Generator) -> Scene:
+    """Sample a closed rectangular room [0, Lx] x [0, Ly] x [0, Hz] seen from inside."""
+    size = (float(rng.uniform(4.0, 10.0)), float(rng.uniform(4.0, 10.0)))
+    height = float(rng.uniform(2.4, 4.0))
+    eye, camera = _room_camera(rng, size, height)
+    b = Builder(rng, eye)
+    _shell(b, size, height)
+    tops: list[tuple[float, float, float, float]] = []
+    for _ in range(int(rng.integers(3, 8))):
+        _furniture(b, size, tops)
+    _pillars(b, size, height)
+    _balls(b, size, tops)
+    ambient, lights = _room_lights(b, size, height)
     return Scene(
         camera=camera,
         items=tuple(b.items),
         materials=tuple(b.materials),
-        lights=balanced,
+        lights=lights,
         ambient=ambient,
         **sensor(rng),
     )

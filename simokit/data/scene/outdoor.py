@@ -7,6 +7,7 @@ import math
 import numpy as np
 
 from simokit.data.labels import CLASS_ID
+from simokit.data.scene.camera import Camera
 from simokit.data.scene.geometry import Box, Cylinder, Plane, Sphere
 from simokit.data.scene.layout import Builder, balance_lights, direction, look_camera, sensor
 from simokit.data.scene.materials import random_sky
@@ -74,19 +75,21 @@ def _vegetation(b: Builder, x: float, y: float, base: float) -> None:
         b.add(Box((x, y, base + half[2]), half), VEGETATION, leaves)
 
 
-def build_outdoor(rng: np.random.Generator) -> Scene:
-    """Sample a street scene: the road runs along Y around x = 0, sidewalks and buildings on both sides."""
-    road = float(rng.uniform(3.0, 7.0))  # half width
-    walk = float(rng.uniform(2.0, 5.0))
-    curb = float(rng.uniform(0.1, 0.2))
+def _street_camera(
+    rng: np.random.Generator, road: float, walk: float, curb: float
+) -> tuple[np.ndarray, Camera]:
+    """Return the eye (3,) over the road or a sidewalk and a camera looking mostly along the street."""
     side = 1.0 if rng.random() < 0.5 else -1.0
     cam_x = side * rng.uniform(0.0, road + walk - 0.6)
     eye = np.array([cam_x, 0.0, rng.uniform(1.2, 3.5) + (curb if abs(cam_x) > road else 0.0)])
     # Mostly along the street: facing a facade from a few metres away shows little but one wall.
     yaw = (0.0 if rng.random() < 0.5 else math.pi) + float(np.clip(rng.normal(0.0, 0.5), -1.1, 1.1))
-    camera = look_camera(rng, eye, yaw, (-0.35, 0.2))
-    b = Builder(rng, eye)
+    return eye, look_camera(rng, eye, yaw, (-0.35, 0.2))
 
+
+def _street(b: Builder, road: float, walk: float, curb: float) -> None:
+    """Add the road plane, a raised sidewalk on each side and a row of buildings behind each sidewalk."""
+    rng = b.rng
     b.add(Plane((0.0, 0.0, 1.0), 0.0), ROAD, b.material(), casts_shadow=False)
     walk_mat = b.material()
     for sgn in (-1, 1):
@@ -96,6 +99,11 @@ def build_outdoor(rng: np.random.Generator) -> Scene:
             Box((sgn * (road + 40.0), 0.0, curb / 2), (40.0, 120.0, curb / 2)), FLOOR, mat, casts_shadow=False
         )
         _buildings(b, sgn, road + walk)
+
+
+def _street_objects(b: Builder, road: float, walk: float, curb: float) -> None:
+    """Add vegetation on the sidewalks, vehicles parked or driving on the road, and poles at the curb."""
+    rng = b.rng
     for _ in range(int(rng.integers(1, 10))):
         sgn = -1 if rng.random() < 0.5 else 1
         x = sgn * (road + rng.uniform(0.5, walk - 0.3))
@@ -115,10 +123,13 @@ def build_outdoor(rng: np.random.Generator) -> Scene:
         y = float(rng.uniform(-30, 30))
         b.add(Cylinder(x, y, curb, curb + rng.uniform(2.5, 8.0), r), PILLAR, b.material())
 
+
+def _daylight(rng: np.random.Generator) -> tuple[float, tuple[Light, ...]]:
+    """Return the balanced ambient level and lights: a sun (weak when overcast) and unshadowed skylight."""
     overcast = rng.random() < 0.3
     sun = direction(float(rng.uniform(0, 2 * math.pi)), float(rng.uniform(0.25, 1.3)))
     ambient = float(rng.uniform(0.3, 0.45) if overcast else rng.uniform(0.15, 0.35))
-    ambient, lights = balance_lights(
+    return balance_lights(
         rng,
         ambient,
         [
@@ -127,6 +138,18 @@ def build_outdoor(rng: np.random.Generator) -> Scene:
         ],
         (0.8, 1.05),
     )
+
+
+def build_outdoor(rng: np.random.Generator) -> Scene:
+    """Sample a street scene: the road runs along Y around x = 0, sidewalks and buildings on both sides."""
+    road = float(rng.uniform(3.0, 7.0))  # half width
+    walk = float(rng.uniform(2.0, 5.0))
+    curb = float(rng.uniform(0.1, 0.2))
+    eye, camera = _street_camera(rng, road, walk, curb)
+    b = Builder(rng, eye)
+    _street(b, road, walk, curb)
+    _street_objects(b, road, walk, curb)
+    ambient, lights = _daylight(rng)
     return Scene(
         camera=camera,
         items=tuple(b.items),

@@ -2,88 +2,21 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, TypedDict
 
 import torch
 from torch import Tensor, nn
 
-from simokit.config import from_dict as config_from_dict
 from simokit.errors import ConfigError, ShapeError
 from simokit.models.layers import (
-    FFN_KINDS,
     Block,
     PatchEmbed,
     check_image_shape,
     interpolate_pos_embed,
     traceable_pos_embed,
 )
-
-# Official configs name the fused SwiGLU "swiglufused"; both spellings build the same module.
-_FFN_ALIASES = {"swiglufused": "swiglu"}
-
-
-@dataclass(frozen=True, kw_only=True)
-class VitConfig:
-    """Architecture of a DINOv2 ViT; `img_size` only fixes the size of the stored position embedding."""
-
-    img_size: int = 518
-    patch_size: int = 14
-    in_chans: int = 3
-    embed_dim: int
-    depth: int
-    num_heads: int
-    mlp_ratio: float = 4.0
-    qkv_bias: bool = True
-    proj_bias: bool = True
-    ffn_bias: bool = True
-    ffn: str = "mlp"
-    init_values: float | None = 1e-5
-    num_register_tokens: int = 0
-    interpolate_antialias: bool = False
-    interpolate_offset: float = 0.1
-    layer_norm_eps: float = 1e-6
-
-    def __post_init__(self) -> None:
-        """Validate field values; raise ConfigError naming the bad field."""
-        ffn = _FFN_ALIASES.get(self.ffn, self.ffn)
-        if ffn not in FFN_KINDS:
-            raise ConfigError(f"VitConfig.ffn is '{self.ffn}'; choose from {', '.join(FFN_KINDS)}")
-        object.__setattr__(self, "ffn", ffn)
-        for name in ("img_size", "patch_size", "in_chans", "embed_dim", "depth", "num_heads"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ConfigError(f"VitConfig.{name} must be a positive integer, got {value!r}")
-        if self.embed_dim % self.num_heads != 0:
-            raise ConfigError(
-                f"VitConfig.embed_dim {self.embed_dim} is not divisible by num_heads {self.num_heads}; "
-                "pick a head count that divides it"
-            )
-        if self.img_size % self.patch_size != 0:
-            raise ConfigError(
-                f"VitConfig.img_size {self.img_size} is not a multiple of patch_size {self.patch_size}; "
-                f"use {self.img_size // self.patch_size * self.patch_size or self.patch_size}"
-            )
-        if self.num_register_tokens < 0:
-            raise ConfigError(f"VitConfig.num_register_tokens must be >= 0, got {self.num_register_tokens}")
-        if self.mlp_ratio <= 0:
-            raise ConfigError(f"VitConfig.mlp_ratio must be positive, got {self.mlp_ratio}")
-
-    @property
-    def grid_size(self) -> int:
-        """Patches per side of the stored position embedding."""
-        return self.img_size // self.patch_size
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return a JSON-safe dict of all fields."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> VitConfig:
-        """Build a config from `to_dict()` output; unknown, missing or mistyped keys raise ConfigError."""
-        return config_from_dict(cls, data, where="VitConfig")
+from simokit.models.vit.config import VitConfig
 
 
 class VitFeatures(TypedDict):
@@ -260,86 +193,3 @@ class DinoVisionTransformer(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """Normalised CLS embedding: (B, 3, H, W) -> (B, D)."""
         return self._encode(x, None)[1][:, 0]
-
-
-VARIANTS: dict[str, VitConfig] = {
-    "vits14": VitConfig(embed_dim=384, depth=12, num_heads=6),
-    "vitb14": VitConfig(embed_dim=768, depth=12, num_heads=12),
-    "vitl14": VitConfig(embed_dim=1024, depth=24, num_heads=16),
-    "vitg14": VitConfig(embed_dim=1536, depth=40, num_heads=24, ffn="swiglu"),
-    "vitmicro14": VitConfig(embed_dim=192, depth=6, num_heads=3, img_size=112),
-    "vitnano14": VitConfig(embed_dim=48, depth=2, num_heads=2, img_size=56),
-}
-# the official register models were trained with antialiased, offset-free position interpolation
-for _name in ("vits14", "vitb14", "vitl14", "vitg14"):
-    VARIANTS[f"{_name}_reg"] = dataclasses.replace(
-        VARIANTS[_name], num_register_tokens=4, interpolate_antialias=True, interpolate_offset=0.0
-    )
-del _name
-
-
-def build_encoder(name_or_config: str | VitConfig, **overrides: Any) -> DinoVisionTransformer:
-    """Build a randomly initialised encoder from a variant name or a VitConfig, with field overrides."""
-    if isinstance(name_or_config, str):
-        if name_or_config not in VARIANTS:
-            raise ConfigError(f"unknown encoder '{name_or_config}'; choose from {', '.join(VARIANTS)}")
-        config = VARIANTS[name_or_config]
-    else:
-        config = name_or_config
-    if overrides:
-        valid = {f.name for f in dataclasses.fields(VitConfig)}
-        unknown = sorted(set(overrides) - valid)
-        if unknown:
-            raise ConfigError(f"unknown encoder options {unknown}; valid options are {sorted(valid)}")
-        config = dataclasses.replace(config, **overrides)
-    return DinoVisionTransformer(config)
-
-
-def vits14(**overrides: Any) -> DinoVisionTransformer:
-    """ViT-S/14 (384 wide, 12 blocks, 6 heads)."""
-    return build_encoder("vits14", **overrides)
-
-
-def vitb14(**overrides: Any) -> DinoVisionTransformer:
-    """ViT-B/14 (768 wide, 12 blocks, 12 heads)."""
-    return build_encoder("vitb14", **overrides)
-
-
-def vitl14(**overrides: Any) -> DinoVisionTransformer:
-    """ViT-L/14 (1024 wide, 24 blocks, 16 heads)."""
-    return build_encoder("vitl14", **overrides)
-
-
-def vitg14(**overrides: Any) -> DinoVisionTransformer:
-    """ViT-g/14 (1536 wide, 40 blocks, 24 heads, fused SwiGLU)."""
-    return build_encoder("vitg14", **overrides)
-
-
-def vits14_reg(**overrides: Any) -> DinoVisionTransformer:
-    """ViT-S/14 with 4 register tokens."""
-    return build_encoder("vits14_reg", **overrides)
-
-
-def vitb14_reg(**overrides: Any) -> DinoVisionTransformer:
-    """ViT-B/14 with 4 register tokens."""
-    return build_encoder("vitb14_reg", **overrides)
-
-
-def vitl14_reg(**overrides: Any) -> DinoVisionTransformer:
-    """ViT-L/14 with 4 register tokens."""
-    return build_encoder("vitl14_reg", **overrides)
-
-
-def vitg14_reg(**overrides: Any) -> DinoVisionTransformer:
-    """ViT-g/14 with 4 register tokens."""
-    return build_encoder("vitg14_reg", **overrides)
-
-
-def vitmicro14(**overrides: Any) -> DinoVisionTransformer:
-    """Micro ViT/14 for demos (192 wide, 6 blocks, 3 heads, 112 px native)."""
-    return build_encoder("vitmicro14", **overrides)
-
-
-def vitnano14(**overrides: Any) -> DinoVisionTransformer:
-    """Nano ViT/14 for tests (48 wide, 2 blocks, 2 heads, 56 px native)."""
-    return build_encoder("vitnano14", **overrides)
