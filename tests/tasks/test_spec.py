@@ -29,6 +29,8 @@ def _target(task: str, seed: int = 0) -> np.ndarray:
     layout, spec = TARGETS[task], get_task(task)
     if layout.classes:
         return rng.integers(0, spec.out_channels, (B, H, W)).astype(layout.dtype)
+    if np.issubdtype(layout.dtype, np.integer):  # a stored mask
+        return rng.integers(0, 2, (B, H, W, *layout.shape)).astype(layout.dtype)
     values = rng.uniform(0.5, 1.0, (B, H, W, *layout.shape))  # positive: depth 0 means no label
     if spec.output is OutputKind.UNIT_VECTORS:
         values = rng.standard_normal((B, H, W, *layout.shape))
@@ -41,7 +43,7 @@ def _perfect(task: str, target: np.ndarray) -> np.ndarray:
     spec = get_task(task)
     if spec.classes:
         return 20.0 * np.moveaxis(np.eye(spec.out_channels, dtype=np.float32)[target], -1, 1)
-    out = channels_first(task, target)
+    out = channels_first(task, target).astype(np.float32)
     return out[:, None] if out.ndim == 3 else out
 
 
@@ -139,11 +141,11 @@ def test_export_kind_and_resize_rule() -> None:
 
 def test_unknown_names_are_refused_with_the_valid_ones() -> None:
     with pytest.raises(ConfigError, match="choose from seg, depth"):
-        get_task("foreground")
+        get_task("pose")
     with pytest.raises(ConfigError, match="cross_entropy"):
         loss_of_kind("hinge")
     with pytest.raises(DataError, match="normal"):
-        channels_first("foreground", np.zeros((1, 2, 2)))
+        channels_first("pose", np.zeros((1, 2, 2)))
     with pytest.raises(ConfigError, match="primary"):
         replace(get_task("edge"), primary="miou")
 
