@@ -14,6 +14,7 @@ import numpy as np
 from simokit.calib.readers import GraphEngine
 from simokit.calib.sources import SCENES, nyuv2_split
 from simokit.data.arrays import SceneArrays
+from simokit.data.targets import channels_first
 from simokit.errors import DataError
 from simokit.profile.bench import time_calls
 from simokit.runtime.bundle import BundleMeta
@@ -64,9 +65,7 @@ def evaluate_graph(
         idx = np.arange(start, min(start + batch, len(data)))
         out = engine.infer(np.asarray(data.image[idx]), bgr=False)
         for task in tasks:
-            target = np.asarray(getattr(data, task)[idx])
-            if task == "normal":
-                target = target.transpose(0, 3, 1, 2)
+            target = channels_first(task, np.asarray(getattr(data, task)[idx]))
             metrics[task].update(out[task], target)
     return {t: m.compute() for t, m in metrics.items()}
 

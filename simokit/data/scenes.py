@@ -19,6 +19,7 @@ from simokit.data.labels import CLASS_NAMES, DOMAINS, PALETTE, TASK_KEYS
 from simokit.data.scene.indoor import build_indoor
 from simokit.data.scene.outdoor import build_outdoor
 from simokit.data.scene.render import render
+from simokit.data.targets import IMAGE, TARGETS
 from simokit.errors import ConfigError
 
 __all__ = [
@@ -35,8 +36,6 @@ __all__ = [
 ]
 
 RENDER_VERSION = 1  # bump whenever rendering changes so stale caches are not reused
-_SHAPES = {"image": (3,), "seg": (), "depth": (), "normal": (3,), "edge": (), "shading": ()}
-_DTYPES = {"image": np.uint8, "seg": np.uint8, "normal": np.float32}
 
 
 def _hw(size: int | tuple[int, int]) -> tuple[int, int]:
@@ -124,7 +123,8 @@ def generate(
     if n < 0 or workers < 1:
         raise ConfigError(f"generate needs n >= 0 and workers >= 1; got n={n}, workers={workers}")
     keep = ("image", *(t for t in TASK_KEYS if t in tasks))
-    out = {k: np.zeros((n, h, w, *_SHAPES[k]), dtype=_DTYPES.get(k, np.float32)) for k in keep}
+    layouts = {"image": IMAGE, **TARGETS}
+    out = {k: np.zeros((n, h, w, *layouts[k].shape), dtype=layouts[k].dtype) for k in keep}
     jobs = [(image_seed(seed, i), domains[i % len(domains)], (h, w), keep) for i in range(n)]
     bar = tqdm(total=n, desc="rendering scenes", disable=not progress, unit="img")
     if workers > 1 and n > 1:

@@ -8,13 +8,11 @@ from typing import overload
 import numpy as np
 import torch
 
+from simokit.data.targets import TARGETS
 from simokit.errors import ShapeError
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
-
-# Layout of each target after targets_to_tensors: number of channels (None = no channel axis).
-_CHANNELS: dict[str, int | None] = {"seg": None, "depth": 1, "normal": 3, "edge": 1, "shading": 1}
 
 
 def to_tensor_batch(images: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -34,11 +32,11 @@ def to_tensor_batch(images: np.ndarray | torch.Tensor) -> torch.Tensor:
 def targets_to_tensors(arrays: Mapping[str, np.ndarray | torch.Tensor | None]) -> dict[str, torch.Tensor]:
     """Convert batched targets: seg (B, H, W) long; depth, edge, shading (B, 1, H, W); normal (B, 3, H, W).
 
-    Keys other than the five task keys (e.g. "image", "domain") and None values are skipped.
+    Keys other than the targets of data.targets.TARGETS (e.g. "image", "domain") and None values are skipped.
     """
     out: dict[str, torch.Tensor] = {}
     for key, value in arrays.items():
-        if key not in _CHANNELS or value is None:
+        if key not in TARGETS or value is None:
             continue
         # np.require copies read-only cache memory maps, which torch cannot wrap safely.
         t = (
@@ -46,10 +44,10 @@ def targets_to_tensors(arrays: Mapping[str, np.ndarray | torch.Tensor | None]) -
             if isinstance(value, torch.Tensor)
             else torch.from_numpy(np.require(value, requirements=("C", "W")))
         )
-        channels = _CHANNELS[key]
+        channels = TARGETS[key].channels
         if channels is None:
             if t.ndim != 3:
-                raise ShapeError(f"target 'seg' must be (B, H, W); got shape {tuple(t.shape)}")
+                raise ShapeError(f"target '{key}' must be (B, H, W); got shape {tuple(t.shape)}")
             out[key] = t.long()
             continue
         if channels == 1 and t.ndim == 3:
@@ -84,8 +82,9 @@ def hflip(
 ) -> dict[str, torch.Tensor] | tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Mirror left-right: hflip({"image": x, task: y}) -> dict; hflip(images, targets) -> (images, targets).
 
-    Every tensor with >= 3 dims is flipped along its last (width) axis; "normal" (B, 3, H, W) also has
-    its x component negated, since mirroring reverses the camera's x axis. Lower-rank tensors pass through.
+    Every tensor with >= 3 dims is flipped along its last (width) axis; a vector target such as "normal"
+    (B, 3, H, W) also has its components signed by its layout's `mirror` (the camera's x axis reverses).
+    Lower-rank tensors pass through.
     `which` (B,) bool limits the flip to some samples.
     """
     if isinstance(batch, torch.Tensor):
@@ -102,10 +101,12 @@ def _flip_all(batch: Mapping[str, torch.Tensor], which: torch.Tensor | None) -> 
             out[key] = value
             continue
         flipped = value.flip(-1)
-        if key == "normal":
-            if value.ndim != 4 or value.shape[1] != 3:
-                raise ShapeError(f"'normal' must be (B, 3, H, W) to flip; got shape {tuple(value.shape)}")
-            sign = torch.tensor([-1.0, 1.0, 1.0], dtype=value.dtype, device=value.device).view(1, 3, 1, 1)
+        mirror = TARGETS[key].mirror if key in TARGETS else None
+        if mirror is not None:
+            c = len(mirror)
+            if value.ndim != 4 or value.shape[1] != c:
+                raise ShapeError(f"'{key}' must be (B, {c}, H, W) to flip; got shape {tuple(value.shape)}")
+            sign = torch.tensor(mirror, dtype=value.dtype, device=value.device).view(1, c, 1, 1)
             flipped = flipped * sign
         if which is not None:
             mask = which.to(device=value.device, dtype=torch.bool).view(-1, *([1] * (value.ndim - 1)))

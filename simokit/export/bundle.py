@@ -22,6 +22,7 @@ from simokit.export.verify import FP16_LABEL_AGREEMENT, FP16_TOLERANCE, VerifyRe
 from simokit.models import MultiTaskModel
 from simokit.runtime.bundle import FP16_FILE, META_FILE, MODEL_FILE, BundleMeta, InputSpec
 from simokit.runtime.engine import normalize_nchw
+from simokit.tasks.spec import OutputKind, output_kind
 
 
 def output_specs(model: MultiTaskModel, spec: ExportSpec) -> dict[str, dict[str, Any]]:
@@ -30,11 +31,11 @@ def output_specs(model: MultiTaskModel, spec: ExportSpec) -> dict[str, dict[str,
     hw: list[int | str] = ["H", "W"] if spec.dynamic_hw else [spec.height, spec.width]
     for task in spec.tasks:
         channels = model.heads[task].cfg.out_channels  # type: ignore[union-attr]
-        if task == "seg" and spec.seg_output == "labels":
-            out[task] = {"dtype": "int32", "shape": ["B", *hw], "kind": "labels"}
+        kind = output_kind(task, spec.seg_output)
+        if kind is OutputKind.LABELS:
+            out[task] = {"dtype": "int32", "shape": ["B", *hw], "kind": kind.value}
         else:
-            kind = {"seg": "logits", "depth": "metres", "normal": "unit_vectors"}.get(task, "values")
-            out[task] = {"dtype": "float32", "shape": ["B", channels, *hw], "kind": kind}
+            out[task] = {"dtype": "float32", "shape": ["B", channels, *hw], "kind": kind.value}
     return out
 
 

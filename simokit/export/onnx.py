@@ -2,8 +2,8 @@
 
 Input "float": (B, 3, H, W) float32 already normalised. Input "uint8": (B, H, W, 3) uint8 RGB as
 a camera delivers it; the cast, layout change and mean/std normalisation run inside the graph so
-the robot side does no float work. Outputs are named after the tasks: seg logits (or class labels
-with seg_output="labels"), metric depth, unit normals.
+the robot side does no float work. Outputs are named after the tasks and hold their table's output
+kind: seg logits (or class labels with seg_output="labels"), metric depth, unit normals, values.
 """
 
 from __future__ import annotations
@@ -21,9 +21,10 @@ from simokit.cache import atomic_path
 from simokit.errors import ConfigError, ShapeError
 from simokit.export.slim import slim_model
 from simokit.models import DinoVisionTransformer, MultiTaskModel
+from simokit.tasks.spec import OutputKind, output_kind
 
 INPUT_KINDS = ("float", "uint8")
-SEG_OUTPUTS = ("logits", "labels")
+SEG_OUTPUTS = (OutputKind.LOGITS.value, OutputKind.LABELS.value)  # for tasks whose outputs are classes
 INPUT_NAME = "image"
 
 
@@ -71,7 +72,7 @@ class ExportSpec:
         hw = {"uint8": {1: "height", 2: "width"}, "float": {2: "height", 3: "width"}}[self.input_kind]
         axes: dict[str, dict[int, str]] = {INPUT_NAME: {0: "batch", **(hw if self.dynamic_hw else {})}}
         for task in self.tasks:
-            labels = task == "seg" and self.seg_output == "labels"
+            labels = output_kind(task, self.seg_output) is OutputKind.LABELS
             spatial = {1: "height", 2: "width"} if labels else {2: "height", 3: "width"}
             axes[task] = {0: "batch", **(spatial if self.dynamic_hw else {})}
         return axes
@@ -111,7 +112,7 @@ class ExportModule(nn.Module):
         results = []
         for task in self.spec.tasks:
             y = out[task]
-            if task == "seg" and self.spec.seg_output == "labels":
+            if output_kind(task, self.spec.seg_output) is OutputKind.LABELS:
                 y = y.argmax(dim=1).to(torch.int32)
             results.append(y)
         return tuple(results)

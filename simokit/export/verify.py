@@ -18,6 +18,7 @@ import torch
 from simokit.errors import SimokitError
 from simokit.export.onnx import INPUT_NAME, ExportModule, ExportSpec
 from simokit.models import MultiTaskModel
+from simokit.tasks.spec import OutputKind, Tolerance, get_task, output_kind
 
 FP32_TOLERANCE = 1e-4
 LABEL_AGREEMENT = 0.999  # class-label outputs: fraction of pixels whose argmax must match
@@ -106,16 +107,8 @@ def verify_onnx(
         size=(int(size[0]), int(size[1])),
     )
     for task, ref, got in zip(spec.tasks, reference, actual, strict=True):
-        ref_np = ref.numpy()
-        diff = np.abs(ref_np.astype(np.float64) - got.astype(np.float64))
-        if task == "depth":
-            diff = diff / np.maximum(np.abs(ref_np.astype(np.float64)), 1.0)
-        err = OutputError(float(diff.max()), float(diff.mean()))
-        if task == "seg":
-            ref_labels = ref_np if ref_np.ndim == 3 else ref_np.argmax(axis=1)
-            got_labels = got if got.ndim == 3 else got.argmax(axis=1)
-            err.label_agreement = float((ref_labels == got_labels).mean())
-        labels_only = task == "seg" and spec.seg_output == "labels"
+        err = _compare(task, ref.numpy(), got)
+        labels_only = output_kind(task, spec.seg_output) is OutputKind.LABELS
         agree_ok = (err.label_agreement or 0.0) >= label_agreement
         err.ok = agree_ok if labels_only else err.max_abs <= tolerance
         report.outputs[task] = err
@@ -127,3 +120,17 @@ def verify_onnx(
             "see the verification table"
         )
     return report
+
+
+def _compare(task: str, ref: np.ndarray, got: np.ndarray) -> OutputError:
+    """Differences of one output by its task's tolerance kind, plus label agreement for class outputs."""
+    spec = get_task(task)
+    diff = np.abs(ref.astype(np.float64) - got.astype(np.float64))
+    if spec.tolerance is Tolerance.RELATIVE:
+        diff = diff / np.maximum(np.abs(ref.astype(np.float64)), 1.0)
+    err = OutputError(float(diff.max()), float(diff.mean()))
+    if spec.classes:
+        ref_labels = ref if ref.ndim == 3 else ref.argmax(axis=1)  # (B, H, W) when exported as labels
+        got_labels = got if got.ndim == 3 else got.argmax(axis=1)
+        err.label_agreement = float((ref_labels == got_labels).mean())
+    return err

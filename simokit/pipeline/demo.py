@@ -18,14 +18,17 @@ import torch
 
 from simokit.cache import atomic_path
 from simokit.data import PALETTE, SceneArrays, to_tensor_batch
+from simokit.data.targets import channels_first
 from simokit.export.onnx import ExportSpec
 from simokit.models import MultiTaskModel
 from simokit.pipeline.build import build_bundle
 from simokit.pipeline.merging import MergeOutputs, merge_and_report
 from simokit.pipeline.report import table
 from simokit.recipe import PipelineConfig
-from simokit.runtime.overlay import colorize_depth, colorize_seg, gray_to_rgb, normals_to_rgb, panel
+from simokit.runtime.overlay import colour_of, panel, task_map
 from simokit.train.pipeline import ensure_base, ensure_experts, load_data, load_encoder, load_model
+
+DEPTH_RANGE = (0.5, 40.0)  # metres; fixed, so every model's depth column shares one colour scale
 
 
 @dataclass
@@ -155,11 +158,8 @@ def write_figure(path: Path, data: SceneArrays, models: dict[str, MultiTaskModel
 
 
 def _picture(task: str, value: np.ndarray, channels_last: bool = False) -> np.ndarray:
-    if task == "seg":
-        labels = value if channels_last else value.argmax(axis=0)
-        return colorize_seg(labels, PALETTE)
-    if task == "depth":
-        return colorize_depth(value if channels_last else value[0], vmin=0.5, vmax=40.0)
-    if task == "normal":
-        return normals_to_rgb(value)
-    return gray_to_rgb(value if channels_last else value[0])
+    """One image's output (C, H, W), or its stored target when `channels_last`, drawn by its colouriser."""
+    if channels_last:
+        value = channels_first(task, value[None])[0]
+    colouriser = colour_of(task)
+    return colouriser.draw(task_map(colouriser, value), PALETTE, DEPTH_RANGE)

@@ -1,10 +1,18 @@
-"""Turn task outputs into pictures: segmentation palette, depth colour map, normals as RGB, panels."""
+"""Turn task outputs into pictures: segmentation palette, depth colour map, normals as RGB, panels.
+
+COLOURISERS holds one entry per colouriser kind of the task table; stream views and the demo figure
+both draw through it, so a task is drawn the same way everywhere.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
 from simokit.errors import ShapeError
+from simokit.tasks.spec import TASKS, Colour
 
 # Turbo colour map control points (Google's Turbo, sampled at 9 points); interpolated linearly.
 _TURBO = np.array(
@@ -77,3 +85,41 @@ def panel(rows: list[list[np.ndarray]], gap: int = 2) -> np.ndarray:
                 raise ShapeError(f"panel: tile ({i}, {j}) is {img.shape}, expected {(h, w, 3)}")
             out[i * (h + gap) : i * (h + gap) + h, j * (w + gap) : j * (w + gap) + w] = img
     return out
+
+
+Range = tuple[float, float] | None
+
+
+@dataclass(frozen=True)
+class Colouriser:
+    """Draws one kind of map as (H, W, 3) uint8 RGB: draw(map, palette, (vmin, vmax) or None).
+
+    `labels`: the map is class ids, taken as the argmax of class scores, resized nearest and blended
+    over the frame in stream views. `vectors`: the map is (H, W, 3), from a (3, H, W) output.
+    """
+
+    draw: Callable[[np.ndarray, np.ndarray, Range], np.ndarray]
+    labels: bool = False
+    vectors: bool = False
+
+
+COLOURISERS: dict[Colour, Colouriser] = {
+    Colour.PALETTE: Colouriser(lambda m, palette, _: colorize_seg(m, palette), labels=True),
+    Colour.DEPTH: Colouriser(lambda m, _, vrange: colorize_depth(m, *(vrange or (None, None)))),
+    Colour.NORMALS: Colouriser(lambda m, _, __: normals_to_rgb(m), vectors=True),
+    Colour.GRAY: Colouriser(lambda m, _, __: gray_to_rgb(m)),
+}
+
+
+def colour_of(task: str) -> Colouriser:
+    """The colouriser of `task` in the task table; an output the table does not know is drawn grey."""
+    return COLOURISERS[TASKS[task].colour if task in TASKS else Colour.GRAY]
+
+
+def task_map(colouriser: Colouriser, value: np.ndarray) -> np.ndarray:
+    """One image's output, (C, H, W) or labels (H, W), as the map its colouriser draws."""
+    if colouriser.labels:
+        return value.argmax(0) if value.ndim == 3 else value
+    if colouriser.vectors:
+        return np.moveaxis(value, 0, -1)
+    return value.reshape(value.shape[-2:])

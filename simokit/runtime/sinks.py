@@ -1,7 +1,8 @@
 """Where stream results go: an on-screen window, a video recording, per-frame files (robots run headless).
 
-All three show the same picture, drawn once per frame by `Visualizer`: the frame, segmentation blended
-over it, the depth colour map and normals as RGB, tiled, with FPS and latency written on top.
+All three show the same picture, drawn once per frame by `Visualizer`: the frame, then each task by its
+colouriser (segmentation blended over the frame, the depth colour map, normals as RGB, ...), tiled, with
+FPS and latency written on top.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from simokit.runtime.bundle import BundleMeta
-from simokit.runtime.overlay import blend, colorize_depth, colorize_seg, gray_to_rgb, normals_to_rgb, panel
+from simokit.runtime.overlay import blend, colour_of, panel, task_map
 from simokit.runtime.sources import StreamError, require_cv2
 from simokit.runtime.stats import StreamStats
 from simokit.runtime.stream_types import Frame, Sink
@@ -60,16 +61,14 @@ class Visualizer:
 
     def _tile(self, task: str, value: np.ndarray, image: np.ndarray, cv2: Any) -> np.ndarray:
         h, w = image.shape[:2]
-        v = np.asarray(value)
-        if task == "seg":
-            labels = v.argmax(0) if v.ndim == 3 else v
-            labels = cv2.resize(labels.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST)
-            rgb = blend(image[..., ::-1], colorize_seg(labels, self.palette), 0.5)
-        elif task == "normal":
-            rgb = normals_to_rgb(cv2.resize(np.moveaxis(v, 0, -1), (w, h), interpolation=cv2.INTER_LINEAR))
+        colouriser = colour_of(task)
+        m = task_map(colouriser, np.asarray(value))
+        if colouriser.labels:
+            labels = cv2.resize(m.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST)
+            rgb = blend(image[..., ::-1], colouriser.draw(labels, self.palette, None), 0.5)
         else:
-            single = cv2.resize(v.reshape(v.shape[-2:]).astype(np.float32), (w, h))
-            rgb = colorize_depth(single) if task == "depth" else gray_to_rgb(single)
+            m = m if colouriser.vectors else m.astype(np.float32)
+            rgb = colouriser.draw(cv2.resize(m, (w, h), interpolation=cv2.INTER_LINEAR), self.palette, None)
         tile = np.ascontiguousarray(rgb[..., ::-1])
         _text(cv2, tile, task, (4, h - 6), 0.4)
         return tile

@@ -6,10 +6,12 @@ thousands of images costs no more memory than evaluating ten.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
-from simokit.errors import ShapeError
-from simokit.tasks.spec import IGNORE_INDEX, get_task
+from simokit.errors import ConfigError, ShapeError
+from simokit.tasks.spec import IGNORE_INDEX, TaskSpec, get_task
 
 _ANGLE_BIN = 0.01  # degrees; the median is exact to this resolution
 
@@ -138,17 +140,25 @@ class L1Metric:
 
 Metric = SegMetric | DepthMetric | NormalMetric | L1Metric
 
+# Metric kinds named by the task table; each builds a fresh accumulator from the task and a class count.
+METRICS: dict[str, Callable[[TaskSpec, int | None], Metric]] = {
+    "confusion": lambda spec, num_classes: SegMetric(num_classes or spec.out_channels),
+    "depth": lambda spec, num_classes: DepthMetric(),
+    "angle": lambda spec, num_classes: NormalMetric(),
+    "l1": lambda spec, num_classes: L1Metric(),
+}
+
 
 def make_metric(task: str, num_classes: int | None = None) -> Metric:
-    """Return a fresh accumulator for `task` (seg needs `num_classes`)."""
+    """Return a fresh accumulator of `task`'s metric kind (class-count kinds use `num_classes`)."""
     spec = get_task(task)
-    if task == "seg":
-        return SegMetric(num_classes or spec.out_channels)
-    if task == "depth":
-        return DepthMetric()
-    if task == "normal":
-        return NormalMetric()
-    return L1Metric()
+    try:
+        factory = METRICS[spec.metric]
+    except KeyError:
+        raise ConfigError(
+            f"task '{task}': unknown metric kind '{spec.metric}'; choose from {', '.join(METRICS)}"
+        ) from None
+    return factory(spec, num_classes)
 
 
 def _squeeze_channel(a: np.ndarray) -> np.ndarray:

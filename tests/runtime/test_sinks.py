@@ -60,6 +60,16 @@ def test_visualizer_shrinks_wide_frames_and_writes_stats() -> None:
     assert (plain[:20] != with_text[:20]).any() and (plain[30:] == with_text[30:]).all()
 
 
+def test_visualizer_draws_each_task_by_its_colouriser() -> None:
+    frame, _ = _result(3)
+    labels = {"seg": np.full((40, 60), 1, np.int32), "edge": np.full((1, 20, 30), 0.5, np.float32)}
+    picture = Visualizer(META)(frame, labels)  # seg as exported labels, edge at half the frame size
+    assert picture.shape == (40, 3 * 60 + 4, 3)
+    seg_rgb = blend(frame.image[..., ::-1], colorize_seg(np.full((40, 60), 1), np.array(PALETTE, np.uint8)))
+    np.testing.assert_array_equal(picture[:10, 62:122], seg_rgb[:10, :, ::-1])
+    np.testing.assert_array_equal(picture[10, 124:184], np.full((60, 3), 127))  # grey, resized to the frame
+
+
 def test_record_appears_only_when_closed(tmp_path: Path) -> None:
     path = tmp_path / "sub" / "rec.mp4"
     sink = RecordSink(path, Visualizer(META), fps=lambda: 12.0)
