@@ -27,11 +27,11 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from simokit.calib.graph_eval import latencies
+from simokit.calib.frames import open_frames
 from simokit.calib.graph import make_plan
+from simokit.calib.graph_eval import graph_engine, latencies
 from simokit.calib.ort_quant import preprocess, quantize_qdq
-from simokit.calib.readers import GraphEngine, OrtCalibReader, load_calib_set
-from simokit.calib.sources import open_source
+from simokit.calib.readers import OrtCalibReader, load_calib_set, prepare
 from simokit.calib.workflow import CalibOptions, calibrate_bundle
 from simokit.profile.arch import export_arch
 from simokit.runtime.bundle import BundleMeta, InputSpec
@@ -47,7 +47,7 @@ def vits_speed(work: Path, n: int, method: str, threads: list[int | None], round
     pre = work / "vits_pre.onnx"
     preprocess(merged, pre)
     plan = make_plan(onnx.load(str(pre)))
-    data = load_calib_set(open_source("scenes", n), meta, n, progress=False)
+    data = load_calib_set(open_frames("scenes", n), meta, n, progress=False)
     t0 = time.perf_counter()
     qdq = quantize_qdq(pre, work / "vits_qdq.onnx", plan, method, work / "ranges.json", OrtCalibReader(data))
     seconds = time.perf_counter() - t0
@@ -79,14 +79,14 @@ def cpu_ms(meta: BundleMeta, model: Path, iters: int = 30) -> float:
     Unlike wall time, this barely moves when other processes share the cores, so the ratio of two
     graphs stays meaningful on a busy machine.
     """
-    engine = GraphEngine(meta, model, threads=1)
-    x = engine.prepare(np.zeros((1, meta.input.height, meta.input.width, 3), np.uint8))
+    engine = graph_engine(meta, model, threads=1)
+    x = prepare(meta, np.zeros((1, meta.input.height, meta.input.width, 3), np.uint8))
     for _ in range(5):
-        engine.run(x)
+        engine._run(x)
     times = []
     for _ in range(iters):
         t0 = time.thread_time()
-        engine.run(x)
+        engine._run(x)
         times.append((time.thread_time() - t0) * 1000.0)
     return float(np.median(times))
 

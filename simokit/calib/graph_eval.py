@@ -11,12 +11,13 @@ from pathlib import Path
 
 import numpy as np
 
-from simokit.calib.readers import GraphEngine
-from simokit.calib.sources import SCENES, nyuv2_split
+from simokit.calib.frames import SCENES, nyuv2_split
+from simokit.calib.readers import prepare
 from simokit.data.arrays import SceneArrays
 from simokit.data.targets import channels_first
 from simokit.errors import DataError
 from simokit.profile.bench import time_calls
+from simokit.runtime.backends.ort import OrtEngine
 from simokit.runtime.bundle import BundleMeta
 from simokit.tasks.metrics import make_metric
 from simokit.tasks.score import Metrics, task_scores
@@ -47,6 +48,11 @@ def load_labelled(spec: str, progress: bool = True) -> SceneArrays | None:
     return NYUv2Folder(root, split).to_arrays()
 
 
+def graph_engine(meta: BundleMeta, model: Path, threads: int | None = None) -> OrtEngine:
+    """The runtime's ONNX Runtime engine on any graph file of a bundle (`meta` names its input and tasks)."""
+    return OrtEngine(model.parent, meta, threads=threads, graph=model.name)
+
+
 def eval_tasks(meta: BundleMeta, data: SceneArrays) -> tuple[str, ...]:
     """The bundle's tasks that `data` has labels for."""
     return tuple(t for t in meta.tasks if getattr(data, t, None) is not None)
@@ -56,7 +62,7 @@ def evaluate_graph(
     meta: BundleMeta, model: Path, data: SceneArrays, batch: int = 16, threads: int | None = None
 ) -> Metrics:
     """Run `model` on every image of `data` through the runtime path; return metrics per task."""
-    engine = GraphEngine(meta, model, threads)
+    engine = graph_engine(meta, model, threads)
     tasks = eval_tasks(meta, data)
     seg_out = meta.outputs.get("seg", {})
     classes = int(seg_out["shape"][1]) if seg_out.get("kind") == "logits" else len(meta.classes) or None
@@ -85,12 +91,13 @@ def latencies(
     an idle session's spinning worker threads would otherwise slow down the one being timed.
     """
     frame = np.random.default_rng(0).integers(0, 256, (1, meta.input.height, meta.input.width, 3), np.uint8)
-    x = GraphEngine(meta).prepare(frame)
+    x = prepare(meta, frame)
     p50: list[list[float]] = [[] for _ in models]
     for _ in range(rounds):
         for times, model in zip(p50, models, strict=True):
-            engine = GraphEngine(meta, model, threads)
-            time_calls(partial(engine.run, x), 1, warmup=10, iters=5)  # thread pools, caches, clock ramp-up
-            times.append(time_calls(partial(engine.run, x), 1, warmup=0, iters=iters).p50_ms)
-            del engine
+            engine = graph_engine(meta, model, threads)
+            run = partial(engine._run, x)  # the graph alone, on the prepared input
+            time_calls(run, 1, warmup=10, iters=5)  # thread pools, caches, clock ramp-up
+            times.append(time_calls(run, 1, warmup=0, iters=iters).p50_ms)
+            del run, engine
     return [float(np.median(t)) for t in p50]

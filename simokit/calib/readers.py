@@ -1,9 +1,9 @@
 """Calibration data in the graph's own input layout, prepared by the runtime's exact code.
 
-`GraphEngine` is the runtime `Engine` (same resize, colour order and normalisation as on the robot)
-over any ONNX file of a bundle; `load_calib_set` pushes a deterministic subset of N frames through
-its pre-processing once, and `OrtCalibReader` feeds those to ONNX Runtime's calibrators. The same
-`CalibSet` feeds the TensorRT calibrator, so both routes see identical tensors.
+`prepare` is the runtime `Engine`'s pre-processing (same resize, colour order and normalisation as
+on the robot); `load_calib_set` pushes a deterministic subset of N frames through it once, and
+`OrtCalibReader` feeds those to ONNX Runtime's calibrators. The same `CalibSet` feeds the TensorRT
+calibrator, so both routes see identical tensors.
 """
 
 from __future__ import annotations
@@ -11,59 +11,27 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
+from types import SimpleNamespace
+from typing import cast
 
 import numpy as np
 from onnxruntime.quantization import CalibrationDataReader
 from tqdm import tqdm
 
-from simokit.calib.sources import FrameSource
 from simokit.errors import ConfigError, DataError
-from simokit.runtime.bundle import BundleError, BundleMeta
+from simokit.runtime.bundle import BundleMeta
 from simokit.runtime.engine import Engine
+from simokit.runtime.sampling import SampledSource
 
 DEFAULT_N = 256
 
 
-class GraphEngine(Engine):
-    """The runtime's pre/post-processing around one ONNX file (session only when `model` is given)."""
+def prepare(meta: BundleMeta, rgb: np.ndarray) -> np.ndarray:
+    """uint8 (B, H, W, 3) RGB -> the graph's input batch, by the runtime Engine's own pre-processing.
 
-    backend = "onnxruntime"
-
-    def __init__(self, meta: BundleMeta, model: Path | None = None, threads: int | None = None) -> None:
-        self.meta = meta
-        self.model = model
-        self.session = None
-        if model is not None:
-            import onnxruntime as ort
-
-            opts = ort.SessionOptions()
-            if threads:
-                opts.intra_op_num_threads = threads
-            try:
-                self.session = ort.InferenceSession(str(model), opts, providers=["CPUExecutionProvider"])
-            except Exception as exc:  # ORT raises private exception types for bad graphs
-                raise BundleError(
-                    f"{model}: ONNX Runtime cannot load it ({str(exc).splitlines()[0]})"
-                ) from None
-
-    def prepare(self, rgb: np.ndarray) -> np.ndarray:
-        """uint8 (B, H, W, 3) RGB -> the graph's input batch, exactly as `Engine.infer` prepares it."""
-        return self._prepare(rgb)
-
-    def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        """Run the graph on an already prepared batch: {task: raw output}."""
-        return self._run(x)
-
-    def _run(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        if self.session is None:
-            raise ConfigError("GraphEngine was built for pre-processing only; give it a model to run")
-        outs = self.session.run(list(self.meta.tasks), {self.meta.input.name: x})
-        return dict(zip(self.meta.tasks, outs, strict=True))
-
-    def describe(self) -> str:
-        """Backend and file."""
-        return f"onnxruntime (CPUExecutionProvider) on {self.model}"
+    That pre-processing reads only the bundle's input spec, so no graph or session is needed for it.
+    """
+    return Engine._prepare(cast(Engine, SimpleNamespace(meta=meta)), rgb)
 
 
 @dataclass(frozen=True)
@@ -104,16 +72,15 @@ def subset_indices(total: int, n: int, seed: int = 0) -> tuple[int, ...]:
 
 
 def load_calib_set(
-    source: FrameSource, meta: BundleMeta, n: int = DEFAULT_N, seed: int = 0, progress: bool = True
+    source: SampledSource, meta: BundleMeta, n: int = DEFAULT_N, seed: int = 0, progress: bool = True
 ) -> CalibSet:
-    """Read a deterministic subset of n frames from `source` and prepare each as the runtime would."""
+    """Read a deterministic subset of n RGB frames from `source` and prepare each as the runtime would."""
     indices = subset_indices(len(source), n, seed)
-    prep = GraphEngine(meta)
     digest = hashlib.sha256()
     samples = []
     frames: Iterator[np.ndarray] = source.frames(indices)
     for frame in tqdm(frames, total=len(indices), desc="calibration data", unit="img", disable=not progress):
-        x = prep.prepare(frame[None])
+        x = prepare(meta, frame[None])
         digest.update(x.tobytes())
         samples.append(x)
     return CalibSet(np.concatenate(samples), meta.input.name, source.description, indices, digest.hexdigest())

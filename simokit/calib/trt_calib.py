@@ -1,20 +1,20 @@
-"""The legacy INT8 route: a TensorRT entropy calibrator that writes the bundle's calib.cache.
+"""The legacy INT8 route: TensorRT entropy calibration that writes the bundle's calib.cache.
 
 TensorRT deprecated implicit calibration in 10.1 in favour of Q/DQ graphs (model.int8.onnx), but
-JetPack devices on TensorRT 10.0 still build INT8 engines this way. The calibrator reads the same
-prepared tensors as ONNX Runtime's calibration (a readers.CalibSet), and once calib.cache exists
-it hands the cache to TensorRT so later builds (`simokit build --backend tensorrt --int8`) need no
-images at all.
+JetPack devices on TensorRT 10.0 still build INT8 engines this way. The runtime's calibrator
+(simokit.runtime.trt.calibrator, the one the engine build replays caches with) is fed the same
+prepared tensors as ONNX Runtime's calibration (a readers.CalibSet); once calib.cache exists, later
+builds (`simokit build --backend tensorrt --int8`) need no images at all.
 
-This module imports TensorRT (and cuda-python for device buffers) at import time, because the
-calibrator must subclass trt.IInt8EntropyCalibrator2 at module level; import it only inside the
-function that needs it: `simokit`, `simokit.calib` and `simokit.runtime` never import it.
+This module imports TensorRT at import time (through the calibrator, which must subclass a
+TensorRT class at module level); import it only inside the function that needs it: `simokit`,
+`simokit.calib` and `simokit.runtime` never import it.
 """
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import tensorrt as trt
@@ -23,85 +23,26 @@ from simokit.calib.readers import CalibSet
 from simokit.calib.trt_cache import CACHE_FILE, parse_cache, write_cache_bytes
 from simokit.errors import ConfigError, DataError
 from simokit.runtime.bundle import MODEL_FILE, BundleMeta
+from simokit.runtime.trt.calibrator import CacheCalibrator
 
 
-def _cudart() -> Any:
-    try:
-        from cuda.bindings import runtime  # cuda-python >= 12.6
-    except ImportError:
-        try:
-            from cuda import cudart as runtime  # older cuda-python
-        except ImportError:
-            raise ConfigError(
-                "the TensorRT calibrator needs cuda-python: pip install 'simokit[trt]'"
-            ) from None
-    return runtime
+def cache_calibrator(path: Path, data: CalibSet | None = None, batch: int = 8) -> CacheCalibrator:
+    """The runtime's calibrator on `path`, calibrating on `data` in full batches of `batch` images.
 
-
-def _check(result: Any, what: str) -> Any:
-    """cuda-python returns (error, *values); raise on an error, return the value(s)."""
-    err, *values = result
-    if int(err) != 0:
-        raise ConfigError(f"CUDA {what} failed with error {int(err)}")
-    return values[0] if len(values) == 1 else values
-
-
-class EntropyCalibrator(trt.IInt8EntropyCalibrator2):
-    """IInt8EntropyCalibrator2 over a CalibSet in fixed-size batches, caching to `cache_path`.
-
-    With `data=None` it only serves an existing cache (TensorRT then skips calibration).
+    With `data=None` it only serves the existing cache (TensorRT then skips calibration). Either way the
+    cache is checked to parse before TensorRT reads it, and what TensorRT writes replaces it atomically.
     """
-
-    def __init__(self, cache_path: Path, data: CalibSet | None = None, batch: int = 8) -> None:
-        trt.IInt8EntropyCalibrator2.__init__(self)
-        self.cache_path = cache_path
-        self.batch = batch
-        self._batches: list[np.ndarray] = []
-        if data is None and not cache_path.is_file():
-            raise DataError(f"{cache_path} does not exist; run `simokit calib BUNDLE --data SRC --trt-cache`")
-        if data is not None:
-            # TensorRT wants every batch the same size: the tail that does not fill one is left out.
-            full = len(data) // batch * batch
-            if full == 0:
-                raise DataError(f"TensorRT calibration needs at least {batch} images, got {len(data)}")
-            self._batches = [np.ascontiguousarray(b) for b in data.batches(batch)[: full // batch]]
-        self._next = 0
-        self._device = 0
-
-    def get_batch_size(self) -> int:
-        """Images per calibration batch."""
-        return self.batch
-
-    def get_batch(self, names: list[str]) -> list[int]:
-        """Copy the next batch to the GPU and return its address; [] when done."""
-        if self._next >= len(self._batches):
-            return []
-        host = self._batches[self._next]
-        cudart = _cudart()
-        if not self._device:
-            self._device = int(_check(cudart.cudaMalloc(host.nbytes), "cudaMalloc"))
-        kind = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice
-        _check(cudart.cudaMemcpy(self._device, host.ctypes.data, host.nbytes, kind), "cudaMemcpy")
-        self._next += 1
-        return [self._device]
-
-    def read_calibration_cache(self) -> bytes | None:
-        """The cache bytes when calib.cache exists (checked to parse), else None."""
-        if not self.cache_path.is_file():
-            return None
-        data = self.cache_path.read_bytes()
-        parse_cache(data, str(self.cache_path))
-        return data
-
-    def write_calibration_cache(self, cache: Any) -> None:
-        """Write what TensorRT produced to calib.cache atomically."""
-        write_cache_bytes(self.cache_path, bytes(cache))
-
-    def free(self) -> None:
-        """Release the device buffer."""
-        if self._device:
-            _check(_cudart().cudaFree(self._device), "cudaFree")
-            self._device = 0
+    batches: list[np.ndarray] = []
+    if data is None and not path.is_file():
+        raise DataError(f"{path} does not exist; run `simokit calib BUNDLE --data SRC --trt-cache`")
+    if data is not None:
+        # TensorRT wants every batch the same size: the tail that does not fill one is left out.
+        full = len(data) // batch
+        if full == 0:
+            raise DataError(f"TensorRT calibration needs at least {batch} images, got {len(data)}")
+        batches = data.batches(batch)[:full]
+    check = partial(parse_cache, where=str(path))
+    return CacheCalibrator(path, batches, check=check, save=partial(write_cache_bytes, path))
 
 
 def build_calibration_cache(
@@ -117,7 +58,7 @@ def build_calibration_cache(
         raise ConfigError(f"{bundle / MODEL_FILE}: TensorRT cannot parse it ({errors})")
     config = builder.create_builder_config()
     config.set_flag(trt.BuilderFlag.INT8)
-    calibrator = EntropyCalibrator(out, data, batch)
+    calibrator = cache_calibrator(out, data, batch)
     config.int8_calibrator = calibrator
     shape = list(data.inputs.shape[1:])
     profile = builder.create_optimization_profile()
@@ -137,4 +78,4 @@ def build_calibration_cache(
     return out
 
 
-__all__ = ["CACHE_FILE", "EntropyCalibrator", "build_calibration_cache"]
+__all__ = ["CACHE_FILE", "build_calibration_cache", "cache_calibrator"]

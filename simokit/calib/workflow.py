@@ -17,13 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from simokit.cache import atomic_path
+from simokit.calib.frames import open_frames
 from simokit.calib.graph import QuantPlan, check_input, make_plan
 from simokit.calib.graph_eval import drops, evaluate_graph, latencies, load_labelled
 from simokit.calib.ort_quant import METHODS, preprocess, qdq_summary, quantize_qdq
 from simokit.calib.readers import DEFAULT_N, CalibSet, OrtCalibReader, load_calib_set
 from simokit.calib.report import Precision, markdown, plot, summary
 from simokit.calib.sensitivity import SweepResult, sweep
-from simokit.calib.sources import open_source
 from simokit.calib.trt_cache import CACHE_FILE
 from simokit.data.arrays import SceneArrays
 from simokit.errors import ConfigError
@@ -81,7 +81,7 @@ def calibrate_bundle(bundle: Path, opts: CalibOptions) -> CalibResult:
     check_input(
         onnx.load(str(bundle / MODEL_FILE), load_external_data=False), meta.input, str(bundle / MODEL_FILE)
     )
-    source = open_source(opts.data, opts.n, opts.every, opts.progress)
+    source = open_frames(opts.data, opts.n, opts.every, opts.progress)
     calib = load_calib_set(source, meta, opts.n, opts.seed, opts.progress)
     labelled = load_labelled(opts.eval, opts.progress)
     trt_builder = _trt_builder() if opts.trt_cache else None

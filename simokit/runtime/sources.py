@@ -4,6 +4,8 @@
 stream, `gst:<pipeline>` a GStreamer pipeline ending in appsink, `csi://0` a Jetson CSI camera (through
 nvarguscamerasrc), and anything else a video file or a folder of images. Sources are not opened until
 `open()`; OpenCV is imported only then, so the module stays importable on machines without it.
+Finite sources (files, folders) can also be counted and skipped through: simokit.runtime.sampling reads
+a chosen subset of their frames by index, as calibration does.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from simokit.errors import SimokitError
+from simokit.errors import DataError, SimokitError
 
 log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -47,6 +49,14 @@ class Source(ABC):
     @abstractmethod
     def close(self) -> None:
         """Release the device or file; safe to call twice."""
+
+    def skip(self) -> bool:
+        """Move past the next frame without returning it; False at the end (overridden where cheaper)."""
+        return self.read() is not None
+
+    def count(self) -> int | None:
+        """Frames an opened finite source holds when known without reading them, else None."""
+        return None
 
 
 class CaptureSource(Source):
@@ -107,6 +117,10 @@ class CaptureSource(Source):
         ok, frame = self._cap.read()
         return frame if ok and frame is not None else None
 
+    def skip(self) -> bool:
+        """Grab the next frame without converting it; False at the end."""
+        return self._cap is not None and bool(self._cap.grab())
+
     def close(self) -> None:
         """Release the capture."""
         if self._cap is not None:
@@ -115,36 +129,71 @@ class CaptureSource(Source):
 
 
 class FolderSource(Source):
-    """Every image in a folder, in file-name order (not live: nothing dropped)."""
+    """Every image in a folder, in path order (not live: nothing dropped).
+
+    `recursive` also reads its subfolders. `strict` (calibration data) reads each file as stored and
+    refuses one that cannot be read or is not 8-bit 3-channel colour, instead of skipping or converting it.
+    """
 
     live = False
 
-    def __init__(self, uri: str, folder: Path) -> None:
-        self.uri, self.folder = uri, folder
-        self._files: list[Path] = []
+    def __init__(self, uri: str, folder: Path, recursive: bool = False, strict: bool = False) -> None:
+        self.uri, self.folder, self.recursive, self.strict = uri, folder, recursive, strict
+        self.files: list[Path] = []
         self._next = 0
 
     def open(self) -> None:
         """List the folder's images; an empty folder is an error."""
-        self._files = sorted(p for p in self.folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        if not self._files:
-            raise StreamError(f"cannot open source '{self.uri}': no {'/'.join(IMAGE_SUFFIXES)} images in it")
+        found = self.folder.rglob("*") if self.recursive else self.folder.iterdir()
+        self.files = sorted(p for p in found if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        if not self.files:
+            raise StreamError(
+                f"cannot open source '{self.uri}': no images ({', '.join(IMAGE_SUFFIXES)}) found; "
+                "point it at a folder of images"
+            )
         self._next = 0
 
     def read(self) -> np.ndarray | None:
         """Next readable image (unreadable files are skipped with a warning), None after the last."""
         cv2 = require_cv2(f"source '{self.uri}'")
-        while self._next < len(self._files):
-            path = self._files[self._next]
+        while self._next < len(self.files):
+            path = self.files[self._next]
             self._next += 1
+            if self.strict:
+                return _read_strict(cv2, path)
             image = cv2.imread(str(path), cv2.IMREAD_COLOR)
             if image is not None:
                 return np.asarray(image)
             log.warning("%s: cannot read %s, skipped", self.uri, path.name)
         return None
 
+    def skip(self) -> bool:
+        """Move past the next file without reading it."""
+        if self._next >= len(self.files):
+            return False
+        self._next += 1
+        return True
+
+    def count(self) -> int:
+        """Number of image files listed by open()."""
+        return len(self.files)
+
     def close(self) -> None:
         """Nothing to release."""
+
+
+def _read_strict(cv2: Any, path: Path) -> np.ndarray:
+    """The image as stored (no EXIF rotation, no conversion); DataError unless it is 8-bit BGR colour."""
+    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise DataError(f"{path}: cannot be read as an image; remove or replace it")
+    channels = 1 if image.ndim == 2 else image.shape[2]
+    if channels != 3 or image.dtype != np.uint8:
+        raise DataError(
+            f"{path}: {channels}-channel {image.dtype} image; calibration needs 8-bit 3-channel colour "
+            "images like the camera's (convert it or remove it)"
+        )
+    return np.asarray(image)
 
 
 def open_source(uri: str | int | Source, width: int = 0, height: int = 0, fps: float = 0.0) -> Source:

@@ -71,7 +71,7 @@ def test_sensitivity_sweep_on_labelled_data(
     [
         ("missing_bundle", "bundle not found"),
         ("empty_folder", "no images"),
-        ("bad_video", "cannot open it as a video"),
+        ("bad_video", "not a video OpenCV can decode"),
         ("too_many", "asked for 99 calibration images but the data holds 12"),
         ("bad_input", "do not match meta.json"),
         ("bad_exclude", "matches no weighted node"),

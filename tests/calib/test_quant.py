@@ -12,8 +12,9 @@ from calib_helpers import frames
 from onnx import numpy_helper
 
 from simokit.calib.graph import QuantPlan, block_of, make_plan
+from simokit.calib.graph_eval import graph_engine
 from simokit.calib.ort_quant import preprocess, qdq_summary, quantize_qdq
-from simokit.calib.readers import CalibSet, GraphEngine, OrtCalibReader
+from simokit.calib.readers import CalibSet, OrtCalibReader
 from simokit.errors import ConfigError
 from simokit.runtime.bundle import read_meta
 
@@ -83,8 +84,8 @@ def test_int8_graph_runs_on_ort_close_to_fp32(quantised: dict[str, object]) -> N
     assert isinstance(bundle, Path)
     meta = read_meta(bundle)
     rgb = frames(4, seed=9)
-    ref = GraphEngine(meta, bundle / "model.onnx").infer(rgb, bgr=False)
-    got = GraphEngine(meta, quantised["int8"]).infer(rgb, bgr=False)  # type: ignore[arg-type]
+    ref = graph_engine(meta, bundle / "model.onnx").infer(rgb, bgr=False)
+    got = graph_engine(meta, quantised["int8"]).infer(rgb, bgr=False)  # type: ignore[arg-type]
     rel = np.abs(got["depth"] - ref["depth"]) / ref["depth"]
     assert 0 < rel.mean() < 0.05  # quantised (not bit-equal) yet close
     cos = (got["normal"] * ref["normal"]).sum(axis=1)

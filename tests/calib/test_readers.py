@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 from calib_helpers import SIZE, frames
 
+from simokit.calib.frames import NYUv2Images, SceneSplit, open_frames
 from simokit.calib.readers import OrtCalibReader, load_calib_set, subset_indices
-from simokit.calib.sources import ImageFolder, NYUv2Images, SceneSplit, VideoFile, open_source
 from simokit.errors import ConfigError, DataError
 from simokit.runtime.bundle import read_meta
 from simokit.runtime.engine import load
+from simokit.runtime.sources import CaptureSource, FolderSource
 
 
 def test_subset_is_deterministic_sorted_and_checked() -> None:
@@ -50,15 +51,15 @@ def test_image_folder_equals_the_engines_preprocessing(
     import cv2
 
     meta = read_meta(bundles[kind])
-    source = open_source(str(image_folder), n=5)
-    assert isinstance(source, ImageFolder) and len(source) == 12
+    source = open_frames(str(image_folder), n=5)
+    assert isinstance(source.source, FolderSource) and len(source) == 12
     data = load_calib_set(source, meta, n=5, progress=False)
-    again = load_calib_set(open_source(str(image_folder), n=5), meta, n=5, progress=False)
+    again = load_calib_set(open_frames(str(image_folder), n=5), meta, n=5, progress=False)
     assert data.sha256 == again.sha256 and data.indices == again.indices
     np.testing.assert_array_equal(data.inputs, again.inputs)
     shape = (5, SIZE, SIZE, 3) if kind == "uint8" else (5, 3, SIZE, SIZE)
     assert data.inputs.shape == shape
-    bgr = [np.asarray(cv2.imread(str(source.paths[i]))) for i in data.indices]
+    bgr = [np.asarray(cv2.imread(str(source.source.files[i]))) for i in data.indices]
     assert any(f.shape[:2] != (SIZE, SIZE) for f in bgr)  # resizing is exercised too
     expected = _engine_inputs(bundles[kind], bgr)
     for got, want in zip(data.inputs, expected, strict=True):
@@ -72,18 +73,18 @@ def test_image_folder_errors(tmp_path: Path, image_folder: Path, bundles: dict[s
     empty.mkdir()
     (empty / "notes.txt").write_text("no images here")
     with pytest.raises(DataError, match="no images"):
-        open_source(str(empty), n=1)
+        open_frames(str(empty), n=1)
     gray = tmp_path / "gray"
     gray.mkdir()
     cv2.imwrite(str(gray / "a.png"), np.zeros((SIZE, SIZE), np.uint8))
     with pytest.raises(DataError, match=r"1-channel uint8 image; calibration needs 8-bit 3-channel"):
-        load_calib_set(open_source(str(gray), n=1), read_meta(bundles["uint8"]), n=1, progress=False)
+        load_calib_set(open_frames(str(gray), n=1), read_meta(bundles["uint8"]), n=1, progress=False)
     (image_folder / "broken.png").write_bytes(b"not a png")
-    source = open_source(str(image_folder), n=13)
+    source = open_frames(str(image_folder), n=13)
     with pytest.raises(DataError, match=r"broken\.png: cannot be read as an image"):
         load_calib_set(source, read_meta(bundles["uint8"]), n=13, progress=False)
     with pytest.raises(DataError, match="not found"):
-        open_source(str(tmp_path / "missing"), n=1)
+        open_frames(str(tmp_path / "missing"), n=1)
 
 
 def test_video_every_kth_frame(tmp_path: Path, bundles: dict[str, Path]) -> None:
@@ -97,29 +98,31 @@ def test_video_every_kth_frame(tmp_path: Path, bundles: dict[str, Path]) -> None
     for f in clip:
         writer.write(np.ascontiguousarray(f[..., ::-1]))
     writer.release()
-    source = open_source(str(path), n=7, every=3)
-    assert isinstance(source, VideoFile) and len(source) == 7  # frames 0, 3, ..., 18
+    source = open_frames(str(path), n=7, every=3)
+    assert isinstance(source.source, CaptureSource) and len(source) == 7  # frames 0, 3, ..., 18
     reds = [float(f[..., 0].mean()) for f in source.frames([1, 4, 6])]
     np.testing.assert_allclose(reds, [36, 144, 216], atol=3)  # JPEG-compressed, so not exact
     data = load_calib_set(source, read_meta(bundles["uint8"]), n=4, progress=False)
     assert data.inputs.shape == (4, SIZE, SIZE, 3) and "1 in 3 of its 20 frames" in data.source
     bad = tmp_path / "bad.mp4"
     bad.write_text("not a video")
-    with pytest.raises(DataError, match=r"bad\.mp4: cannot open it as a video"):
-        open_source(str(bad), n=1)
+    with pytest.raises(DataError, match=r"bad\.mp4': not a video OpenCV can decode"):
+        open_frames(str(bad), n=1)
 
 
 def test_nyuv2_and_scene_sources(
     nyu_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bundles: dict[str, Path]
 ) -> None:
-    source = open_source(str(nyu_folder), n=3)
-    assert isinstance(source, NYUv2Images) and len(source) == 6 and "split 'train'" in source.description
+    source = open_frames(str(nyu_folder), n=3)
+    assert (
+        isinstance(source.source, NYUv2Images) and len(source) == 6 and "split 'train'" in source.description
+    )
     first = next(iter(source.frames([0])))
     np.testing.assert_array_equal(first, np.load(nyu_folder / "train" / "image" / "0.npy"))
-    assert isinstance(open_source(str(nyu_folder / "test"), n=1), NYUv2Images)
+    assert isinstance(open_frames(str(nyu_folder / "test"), n=1).source, NYUv2Images)
     monkeypatch.setenv("SIMOKIT_CACHE", str(tmp_path / "cache"))
-    scenes = open_source("scenes", n=3, progress=False)
-    assert isinstance(scenes, SceneSplit) and len(scenes) == 3
+    scenes = open_frames("scenes", n=3, progress=False)
+    assert isinstance(scenes.source, SceneSplit) and len(scenes) == 3
     data = load_calib_set(scenes, read_meta(bundles["float"]), n=3, progress=False)
     assert data.inputs.shape == (3, 3, SIZE, SIZE) and data.inputs.dtype == np.float32
 

@@ -81,10 +81,10 @@ def _tensorrt_usable() -> bool:
 
 @pytest.mark.skipif(not _tensorrt_usable(), reason="needs TensorRT (and a GPU for calibration)")
 def test_entropy_calibrator_serves_an_existing_cache(tmp_path: Path) -> None:
-    from simokit.calib.trt_calib import EntropyCalibrator
+    from simokit.calib.trt_calib import cache_calibrator
 
     path = write_cache_bytes(tmp_path / "calib.cache", SAMPLE)
-    calibrator = EntropyCalibrator(path)
+    calibrator = cache_calibrator(path)
     assert calibrator.read_calibration_cache() == SAMPLE
     assert calibrator.get_batch(["image"]) == []  # no data: TensorRT must use the cache
     calibrator.write_calibration_cache(SAMPLE.replace(b"3c010a14", b"3c010a15"))

@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 from stream_helpers import FakeLive, write_video
 
+from simokit.errors import DataError
+from simokit.runtime.sampling import SampledSource
 from simokit.runtime.sources import CaptureSource, FolderSource, StreamError, open_source
 from simokit.runtime.stream_types import Reconnect
 
@@ -63,6 +65,29 @@ def test_folder_in_name_order_skipping_unreadable(tmp_path: Path, scene_frames: 
     assert got[3] is None
     for i in range(3):
         np.testing.assert_array_equal(got[i], scene_frames[i])
+
+
+def test_sampled_video_and_folder_by_index(tmp_path: Path, scene_frames: np.ndarray) -> None:
+    video = SampledSource(open_source(str(write_video(tmp_path / "v.mp4", scene_frames[:10]))), every=3)
+    assert (video.total, len(video)) == (10, 4)  # frames 0, 3, 6, 9
+    got = list(video.frames([1, 3]))
+    errors = [
+        np.abs(g.astype(int) - scene_frames[i].astype(int)).mean() for g, i in zip(got, (3, 9), strict=True)
+    ]
+    assert len(got) == 2 and max(errors) < 12  # lossy codec, same pictures
+    with pytest.raises(DataError, match="only 1 of 2 frames"):
+        list(video.frames([3, 4]))
+    folder = tmp_path / "images"
+    (folder / "sub").mkdir(parents=True)
+    cv2.imwrite(str(folder / "a.png"), scene_frames[0])
+    cv2.imwrite(str(folder / "sub" / "b.png"), scene_frames[1])
+    assert SampledSource(open_source(str(folder))).total == 1  # subfolders only when recursive
+    deep = SampledSource(FolderSource(str(folder), folder, recursive=True, strict=True), rgb=True)
+    assert deep.description == f"{folder} (2 frames)"
+    (frame,) = deep.frames([1])
+    np.testing.assert_array_equal(frame, scene_frames[1][..., ::-1])
+    with pytest.raises(StreamError, match="live source"):
+        SampledSource(open_source("0"))
 
 
 def test_unopenable_sources_name_the_uri(tmp_path: Path) -> None:
