@@ -217,3 +217,18 @@ def test_learning_on_cuda_matches_cpu() -> None:
     np.testing.assert_allclose(np.array(gpu.coefficients), np.array(cpu.coefficients), rtol=0, atol=1e-3)
     assert gpu.tap_after["mean"] == pytest.approx(cpu.tap_after["mean"], abs=1e-3)
     assert gpu.peak_gpu_mb > 0 and next(enc.parameters()).device.type == "cpu"
+
+
+def test_a_ties_based_merge_rebuilds_through_the_registry(
+    vit_family: Callable[[int], tuple[StateDict, list[StateDict]]],
+) -> None:
+    """`base` is a hyper-parameter name too; the registered method merges like the learned formula."""
+    base, experts = vit_family(3)
+    params = AdaMergingParams(base="ties", k=0.3)
+    stack = stack_task_vectors(base, experts, params)
+    coef = torch.rand(3, stack.num_layers, generator=torch.Generator().manual_seed(0))
+    rows = [[float(v) for v in row] for row in coef]
+    got = merge_state_dicts(base, experts, "adamerging_tap", base="ties", k=0.3, coefficients=rows)
+    want = merged_state(base, stack, torch.tensor(rows))
+    for key in want:
+        assert torch.equal(got[key], want[key].to(base[key].dtype)), key
