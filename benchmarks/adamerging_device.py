@@ -18,7 +18,8 @@ import torch
 
 from simokit.data import to_tensor_batch
 from simokit.data.scenes import generate, split_seed
-from simokit.merge.adamerging import AdaMergingParams, learn_coefficients
+from simokit.merge.learned.coefficients import AdaMergingParams
+from simokit.merge.learned.tap import learn_coefficients
 from simokit.merge.inputs import load_inputs
 
 

@@ -7,9 +7,70 @@ user can copy and edit it, and a test keeps the two in step.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from enum import Enum
+from typing import Any, TypeVar
 
 from simokit.errors import ConfigError
+
+C = TypeVar("C", bound="Choice")
+
+
+class Choice(str, Enum):
+    """A closed set of names a recipe accepts; members equal, hash and print as their plain string."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    def __hash__(self) -> int:
+        return hash(self.value)
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        """Every valid name, in definition order."""
+        return tuple(m.value for m in cls)
+
+    @classmethod
+    def parse(cls: type[C], value: object, where: str) -> C:
+        """The member named `value`; ConfigError listing the valid names otherwise."""
+        try:
+            return cls(value)
+        except ValueError:
+            raise ConfigError(f"{where}={value!r} must be one of {', '.join(cls.names())}") from None
+
+
+class RealignMode(Choice):
+    """How a merged encoder is re-aligned to the frozen heads (see simokit.realign)."""
+
+    HEAD = "head"  # least-squares map per task, folded into its head
+    JOINT = "joint"  # one least-squares map per (block, part) shared by all tasks
+    FINETUNE = "finetune"  # each head fine-tuned on cached merged features (labels)
+    LORA = "lora"  # low-rank adapters in the encoder, merged back (labels)
+
+
+LEAST_SQUARES = (RealignMode.HEAD, RealignMode.JOINT)
+
+
+class SelectBy(Choice):
+    """How a method's hyper-parameters are picked from its grid (see simokit.merge.select)."""
+
+    EVAL = "eval"
+    TAP = "tap"
+    TAP_ALIGNED = "tap_aligned"
+
+
+class TapMetric(Choice):
+    """The feature distance TAP measures."""
+
+    L2 = "l2"
+    COSINE = "cosine"
+
+
+class DeltaKind(Choice):
+    """How a routed bundle stores each domain's merged task vector."""
+
+    NONE = "none"
+    LOWRANK = "lowrank"
+    SPARSE = "sparse"
 
 
 @dataclass(frozen=True)
@@ -82,9 +143,6 @@ class ExpertConfig:
     seed: int = 0
 
 
-REALIGN_MODES = ("head", "joint", "finetune", "lora")
-
-
 @dataclass(frozen=True)
 class MergeConfig:
     """Which merges to study, how to select their hyper-parameters and how to re-align them.
@@ -115,24 +173,22 @@ class MergeConfig:
     device: str = "cpu"
 
     def __post_init__(self) -> None:
-        if self.select not in ("tap", "tap_aligned", "eval"):
-            raise ConfigError(f"merge.select={self.select!r} must be 'tap', 'tap_aligned' or 'eval'")
-        bad = [r for r in self.realign if r not in REALIGN_MODES]
+        SelectBy.parse(self.select, "merge.select")
+        bad = [r for r in self.realign if r not in RealignMode.names()]
         if bad or not self.realign:
             raise ConfigError(
-                f"merge.realign: give one or more of {', '.join(REALIGN_MODES)} (got {bad or 'none'})"
+                f"merge.realign: give one or more of {', '.join(RealignMode.names())} (got {bad or 'none'})"
             )
         for method, grid in self.grids.items():
             ok = isinstance(grid, list) and all(isinstance(g, dict) for g in grid)
             if method not in self.methods or not ok:
                 raise ConfigError(f"merge.grids.{method}: list of mappings for a method in merge.methods")
-        if self.tap_metric not in ("l2", "cosine"):
-            raise ConfigError(f"merge.tap_metric={self.tap_metric!r} must be 'l2' or 'cosine'")
+        TapMetric.parse(self.tap_metric, "merge.tap_metric")
 
 
 @dataclass(frozen=True)
 class RoutingConfig:
-    """SiM (seed 003): experts per domain, one merged engine per domain, a router picking per input.
+    """SiM: experts per domain, one merged engine per domain, a router picking per input.
 
     Empty `domains` (the default) means no routing. Otherwise each domain's experts are fine-tuned
     from the shared base on that domain's scenes, merged with `method`/`hparams`, re-aligned, and a
@@ -161,12 +217,12 @@ class RoutingConfig:
     def __post_init__(self) -> None:
         if self.domains and len(self.domains) < 2:
             raise ConfigError(f"routing.domains needs two or more domains, got {self.domains}")
-        if self.realign not in ("head", "joint"):
-            raise ConfigError(f"routing.realign={self.realign!r} must be 'head' or 'joint'")
+        if self.realign not in LEAST_SQUARES:
+            names = ", ".join(m.value for m in LEAST_SQUARES)
+            raise ConfigError(f"routing.realign={self.realign!r} must be one of {names}")
         if self.support < 2:
             raise ConfigError(f"routing.support={self.support} must be at least 2 images per domain")
-        if self.delta not in ("none", "lowrank", "sparse"):
-            raise ConfigError(f"routing.delta={self.delta!r} must be 'none', 'lowrank' or 'sparse'")
+        DeltaKind.parse(self.delta, "routing.delta")
         if self.delta_rank < 1 or not 0.0 < self.delta_density <= 1.0:
             raise ConfigError(
                 f"routing.delta_rank={self.delta_rank} must be >= 1 and "

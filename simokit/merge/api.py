@@ -82,9 +82,11 @@ def check_experts(base: Mapping[str, Tensor], experts: Sequence[Mapping[str, Ten
 
 
 def merge_state_dicts(
-    base: dict[str, Tensor], experts: list[dict[str, Tensor]], method: str, **hparams: Any
+    base: dict[str, Tensor], experts: list[dict[str, Tensor]], method: str, /, **hparams: Any
 ) -> dict[str, Tensor]:
-    """Merge expert encoders fine-tuned from `base` (same keys, shapes, dtypes) into one such state dict."""
+    """Merge expert encoders fine-tuned from `base` (same keys, shapes, dtypes) into one such state dict.
+
+    The first three are positional-only, so a hyper-parameter may be called `base` (adamerging_tap)."""
     # Deterministic: the only randomness (DARE) is seeded per tensor from its `seed` hyper-parameter.
     merger = prepare(len(experts), list(base), method, hparams)
     check_experts(base, experts)

@@ -1,4 +1,8 @@
-"""The one registry of merge methods; `@register` on a MergeMethod subclass is the only way in."""
+"""The one registry of merge methods; `@register` on a MergeMethod subclass is the only way in.
+
+Grid methods and learned ones (`simokit.merge.learned`, which learn part of their hyper-parameters
+before they merge) share it.
+"""
 
 from __future__ import annotations
 
@@ -11,18 +15,24 @@ from simokit.merge.methods.base import MergeMethod, MergeSetup
 
 _METHODS: dict[str, type[MergeMethod[Any]]] = {}
 BUILTIN_MODULES = (
-    "task_arithmetic",
-    "average",
-    "zeroshot",
-    "ties",
-    "tall_mask",
-    "consensus",
-    "dare",
-    "breadcrumbs",
-    "star",
-    "tsv",
-    "lines",
-    "normavg",
+    *(
+        f"simokit.merge.methods.{name}"
+        for name in (
+            "task_arithmetic",
+            "average",
+            "zeroshot",
+            "ties",
+            "tall_mask",
+            "consensus",
+            "dare",
+            "breadcrumbs",
+            "star",
+            "tsv",
+            "lines",
+            "normavg",
+        )
+    ),
+    "simokit.merge.learned.adamerging",
 )
 M = TypeVar("M", bound=type[MergeMethod[Any]])
 
@@ -44,7 +54,7 @@ def register(cls: M) -> M:
 def _load_builtins() -> None:
     # Importing a module runs its @register (once); deferred because the modules import this one.
     for module in BUILTIN_MODULES:
-        importlib.import_module(f"simokit.merge.methods.{module}")
+        importlib.import_module(module)
 
 
 def available_methods() -> tuple[str, ...]:

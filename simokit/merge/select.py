@@ -1,6 +1,6 @@
 """Hyper-parameter selection for a merge: by labelled evaluation or by the task alignment proxy.
 
-TAP (seed 002) scores a merged encoder by how far its features are from each expert's on a few
+TAP (the task alignment proxy) scores a merged encoder by how far its features are from each expert's on a few
 unlabelled images, so no decoder has to be evaluated. Each task's distance is divided by the
 zero-shot distance (base vs expert), making tasks with large feature norms count no more than
 others: TAP = mean_t d(merged, expert_t) / d(base, expert_t), lower is better.
@@ -21,8 +21,9 @@ import torch
 
 from simokit.merge.features import BatchFeatures, Part, collect, rows
 from simokit.models import DinoVisionTransformer
+from simokit.recipe import SelectBy
 
-SELECT_CRITERIA = ("eval", "tap", "tap_aligned")
+SELECT_CRITERIA = SelectBy.names()  # the order final test rows are written in
 
 
 def feature_distance(a: list[BatchFeatures], b: list[BatchFeatures], parts: list[Part], metric: str) -> float:

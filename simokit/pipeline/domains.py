@@ -23,7 +23,9 @@ from simokit.data import SceneArrays, to_tensor_batch
 from simokit.merge.api import merge_state_dicts
 from simokit.merge.inputs import Inputs, load_inputs
 from simokit.models import DinoVisionTransformer, MultiTaskModel
-from simokit.realign.least_squares import fit_realignment, realigned_model
+from simokit.pipeline.storage import storage_lines, storage_sizes
+from simokit.realign.base import ExpertTargets, RealignSettings, realigned_model
+from simokit.realign.registry import get_realigner
 from simokit.recipe import PipelineConfig
 from simokit.routing.compress import DeltaStats, compress_delta
 from simokit.routing.fit import BlockChoice, RoutedModel, build_router, pick_block, sweep_blocks
@@ -112,49 +114,11 @@ def _engine(
     merged = domain.make_encoder(state)
     if calib is None:
         raise RuntimeError("domain splits lack calibration images")
-    targets = {t: domain.make_encoder(sd) for t, sd in domain.expert_states.items()}
-    fitted = fit_realignment(
-        merged,
-        targets,
-        domain.heads,
-        calib,
-        mode=r.realign,
-        n_images=cfg.merge.realign_images,
-        ridge=cfg.merge.ridge,
-        device=cfg.merge.device,
-    )
+    targets = ExpertTargets(encoders={t: domain.make_encoder(sd) for t, sd in domain.expert_states.items()})
+    m = cfg.merge  # merge.batch is not used here: the fits keep the settings' default batch
+    settings = RealignSettings(n_images=m.realign_images, ridge=m.ridge, device=m.device)
+    fitted = get_realigner(r.realign)(merged, domain.heads, calib, settings, targets)
     return realigned_model(merged, fitted), stats
-
-
-def storage_sizes(
-    base: dict[str, torch.Tensor], engines: dict[str, MultiTaskModel], deltas: dict[str, DeltaStats]
-) -> dict[str, Any]:
-    """Bytes of weights to store every domain's engine in full vs. one base plus a delta per domain.
-
-    Uncompressed merges count as sparse deltas (a bit per encoder weight, the changed float32
-    values); 'lowrank' deltas as their factors plus the exact vectors; 'sparse' as a bit per
-    weight plus the kept values. Heads are stored in full either way. Measured on the actual
-    merged encoders; the written bundle's file sizes are in its report.
-    """
-    numel = sum(v.numel() for v in base.values() if v.is_floating_point())
-    out: dict[str, Any] = {"encoder_params": numel, "domains": {}}
-    full, delta = 0, 4 * numel  # delta: the base is stored once
-    for domain, model in engines.items():
-        enc = model.encoder.state_dict()
-        changed = sum(int((enc[k] != v).sum()) for k, v in base.items() if v.is_floating_point())
-        heads = sum(p.numel() for p in model.heads.parameters())
-        kind = deltas[domain].kind if domain in deltas else "none"
-        stored = deltas[domain].stored if kind == "lowrank" else changed
-        mask = 0 if kind == "lowrank" else numel // 8
-        full += 4 * (numel + heads)
-        delta += mask + 4 * stored + 4 * heads
-        out["domains"][domain] = {"changed_fraction": changed / numel, "head_params": heads, "kind": kind}
-    out.update(full_bytes=full, delta_bytes=delta)
-    # D more domains alike: full grows by one encoder each, delta by the per-domain part
-    per_full = full / len(engines)
-    per_delta = (delta - 4 * numel) / len(engines)
-    out["break_even_domains"] = 4 * numel / max(per_full - per_delta, 1e-9)
-    return out
 
 
 def _images(data: SceneArrays | None, n: int) -> torch.Tensor:
@@ -239,39 +203,6 @@ def domain_report(res: DomainResult, cfg: PipelineConfig) -> str:
         lines.append(
             f"| {b.block} | {100 * b.accuracy:.1f}% | {per_domain} | {b.ms_per_image:.2f} | {b.ranks} |"
         )
-    lines += _storage_lines(res, cfg)
+    lines += storage_lines(res.storage, res.deltas, cfg.routing)
     lines += ["", "Wall time: " + ", ".join(f"{k} {v:.1f} s" for k, v in res.seconds.items()), ""]
     return "\n".join(lines)
-
-
-def _storage_lines(res: DomainResult, cfg: PipelineConfig) -> list[str]:
-    st = res.storage
-    if not st:
-        return []
-    r = cfg.routing
-    fractions = ", ".join(f"{d} {100 * v['changed_fraction']:.0f}%" for d, v in st["domains"].items())
-    full, delta = st["full_bytes"] / 2**20, st["delta_bytes"] / 2**20
-    verdict = "smaller" if delta < full else "larger"
-    what = {
-        "none": "a bit per weight, the changed float32 values",
-        "lowrank": f"rank-{r.delta_rank} factors of every weight matrix's delta, vectors exact",
-        "sparse": f"a bit per weight, the largest {100 * r.delta_density:g}% of the delta's values",
-    }[r.delta]
-    kept = ", ".join(
-        f"{d} {100 * s.ratio:.1f}% of the numbers, {100 * s.energy:.1f}% of the delta's energy"
-        for d, s in res.deltas.items()
-    )
-    lines = [
-        "",
-        "## Storage: full engines vs. one base plus per-domain deltas",
-        "",
-        f"Encoder weights each domain's engine changed from the base: {fractions}. "
-        f"{len(st['domains'])} domains stored in full: {full:.1f} MiB of weights; the base once plus "
-        f"per-domain deltas ({what}; the heads in full): {delta:.1f} MiB ({verdict}). "
-        f"Deltas win from {st['break_even_domains']:.1f} domains on.",
-    ]
-    if r.delta == "none":
-        lines[-1] += " This bundle stores full engines (`routing.delta: lowrank` or `sparse` stores deltas)."
-    else:
-        lines[-1] += f" Compressed deltas keep: {kept}; the bundle stores them (files below)."
-    return lines

@@ -13,20 +13,14 @@ import numpy as np
 
 from simokit.cache import atomic_path, cache_root, config_key
 from simokit.config import to_dict
-from simokit.merge.adamerging import AdaMergingParams
 from simokit.merge.inputs import load_inputs
+from simokit.merge.learned.coefficients import AdaMergingParams
 from simokit.merge.select import pick
 from simokit.models.checkpoint import CheckpointMeta, save_checkpoint, state_hash
 from simokit.models.heads import DenseHead
 from simokit.pipeline.report import format_hparams, plot_alpha, plot_learned, plot_tap, spearman, table
-from simokit.pipeline.study import (
-    StudyResult,
-    rebuild_selected,
-    result_from_json,
-    result_to_json,
-    row_summary,
-    run_study,
-)
+from simokit.pipeline.study import rebuild_selected, row_summary, run_study
+from simokit.pipeline.study_result import StudyResult, result_from_json, result_to_json
 from simokit.recipe import MergeConfig
 from simokit.train.pipeline import Splits
 

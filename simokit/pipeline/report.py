@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from simokit.cache import atomic_path
-from simokit.pipeline.study import Row, StudyResult
+from simokit.pipeline.study_result import Row, StudyResult
 from simokit.tasks import get_task
 from simokit.tasks.score import Metrics, task_scores
 

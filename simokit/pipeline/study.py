@@ -3,13 +3,15 @@
 This is what `simokit merge` and the demo run. Every candidate of every method's grid is merged,
 scored by TAP on unlabelled calibration images and by normalised score on the labelled validation
 split (with and without head re-alignment, for the plots); the picks are then evaluated on the
-held-out test split without re-alignment and with each re-alignment variant.
+held-out test split without re-alignment and with each re-alignment variant. Learned merges
+(`simokit.merge.learned`) learn their numbers first, after every grid method was scored.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,33 +20,20 @@ from tqdm import tqdm
 
 from simokit.data import SceneArrays
 from simokit.device import resolve_device
-from simokit.merge import adamerging
 from simokit.merge.api import merge_state_dicts
 from simokit.merge.features import collect, head_parts, image_batches
 from simokit.merge.inputs import Inputs
+from simokit.merge.learned.base import LearnContext, LearnedMerge
 from simokit.merge.registry import get_method
 from simokit.merge.select import SELECT_CRITERIA, Candidate, TapReference, pick, tap_reference, tap_score
 from simokit.models import DinoVisionTransformer, MultiTaskModel
 from simokit.models.heads import DenseHead
-from simokit.realign.finetune import finetune_heads
-from simokit.realign.least_squares import RealignResult, fit_realignment, realigned_model
-from simokit.realign.lora import lora_realign
-from simokit.recipe import MergeConfig
+from simokit.pipeline.study_result import Row, StudyResult
+from simokit.realign.base import ExpertTargets, RealignResult, RealignSettings, realigned_model
+from simokit.realign.registry import get_realigner
+from simokit.recipe import MergeConfig, RealignMode
 from simokit.tasks.evaluate import evaluate
 from simokit.tasks.score import Metrics, normalized_score
-
-
-@dataclass
-class Row:
-    """One line of the final table: a model and its test metrics."""
-
-    name: str
-    method: str
-    hparams: dict[str, Any]
-    selected_by: str
-    realign: str
-    metrics: Metrics
-    score: float
 
 
 def row_summary(row: Row) -> dict[str, Any]:
@@ -59,30 +48,12 @@ def row_summary(row: Row) -> dict[str, Any]:
     }
 
 
-@dataclass
-class StudyResult:
-    """Candidates with their scores, final test rows, timings and the selected deployable model."""
-
-    candidates: list[Candidate] = field(default_factory=list)
-    rows: list[Row] = field(default_factory=list)
-    expert_val: Metrics = field(default_factory=dict)
-    expert_test: Metrics = field(default_factory=dict)
-    seconds: dict[str, float] = field(default_factory=dict)
-    fit_stats: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
-    learned: dict[str, dict[str, Any]] = field(default_factory=dict)  # AdaMerging runs: losses, TAP, cost
-    selected: MultiTaskModel | None = None
-    selected_row: Row | None = None
-
-
-class _Timer:
-    def __init__(self, seconds: dict[str, float], key: str) -> None:
-        self.seconds, self.key = seconds, key
-
-    def __enter__(self) -> None:
-        self.t0 = time.perf_counter()
-
-    def __exit__(self, *exc: object) -> None:
-        self.seconds[self.key] = self.seconds.get(self.key, 0.0) + time.perf_counter() - self.t0
+@contextmanager
+def _timed(seconds: dict[str, float], key: str) -> Iterator[None]:
+    """Add the block's wall time to `seconds[key]`."""
+    t0 = time.perf_counter()
+    yield
+    seconds[key] = seconds.get(key, 0.0) + time.perf_counter() - t0
 
 
 @dataclass
@@ -109,82 +80,48 @@ class _Study:
     def merge(self, method: str, hp: dict[str, Any]) -> DinoVisionTransformer:
         """The merged encoder for one grid point."""
         states = list(self.inputs.expert_states.values())
-        if method == adamerging.METHOD:
-            return self.inputs.make_encoder(adamerging.adamerged_state(self.inputs.base_state, states, hp))
         return self.inputs.make_encoder(merge_state_dicts(self.inputs.base_state, states, method, **hp))
 
-    def learn(self, hp: dict[str, Any], progress: bool) -> dict[str, Any]:
-        """AdaMerging-TAP coefficients for one grid entry; returns the entry with them filled in."""
+    def learn(self, method: type[LearnedMerge[Any]], hp: dict[str, Any], progress: bool) -> dict[str, Any]:
+        """Learn what grid entry `hp` of a learned method leaves open; returns the completed entry."""
+        if self.tap_ref is None:
+            raise RuntimeError("the TAP reference must be computed before learning merges")
         cfg, inputs = self.cfg, self.inputs
-        sums = [c for c in self.res.candidates if c.method == "sum"]
-        if "init" not in hp and sums:
-            # task arithmetic's alpha, chosen by the study's own (label-free unless 'eval') criterion
-            hp = {**hp, "init": float(pick(sums, cfg.select).hparams.get("alpha", 0.3))}
-        params = adamerging.AdaMergingParams.from_hparams(hp)
         images = torch.cat(list(image_batches(self.calib, cfg.tap_images, cfg.batch)))
-        ref = self.tap_ref
-        blocks = (
-            {
-                t: sorted({b for b, part in ref.parts[t] if part == "patch"} or {b for b, _ in ref.parts[t]})
-                for t in inputs.tasks
-            }
-            if ref
-            else {}
-        )
-        with _Timer(self.res.seconds, "adamerging"):
-            result = adamerging.learn_coefficients(
+        with _timed(self.res.seconds, method.seconds_key):
+            ctx = LearnContext(
                 inputs.make_encoder(inputs.base_state),
                 inputs.base_state,
                 inputs.expert_states,
-                blocks,
+                self.tap_ref.parts,
                 images,
-                params,
-                progress,
+                earlier=list(self.res.candidates),
+                select=cfg.select,
                 device=cfg.device,
+                progress=progress,
             )
-        learned = {**hp, "coefficients": result.coefficients}
-        self.res.learned[_hp_key(learned)] = {k: v for k, v in vars(result).items() if k != "coefficients"}
-        return learned
+            learned = method.learn(hp, ctx)
+        self.res.learned[learned.label] = learned.report
+        return learned.hparams
 
     def realign(self, merged: DinoVisionTransformer, mode: str) -> RealignResult:
-        """Re-align `merged` to the heads with `mode` on the calibration images."""
-        cfg = self.cfg
-        if mode in ("lora", "finetune"):
-            learn: Callable[..., RealignResult] = lora_realign if mode == "lora" else finetune_heads
-            return learn(
-                merged,
-                self.inputs.heads,
-                self.calib,
-                n_images=cfg.realign_images,
-                steps=cfg.finetune_steps,
-                lr=cfg.finetune_lr,
-                batch=cfg.batch,
-            )
-        return fit_realignment(
-            merged,
-            {},
-            self.inputs.heads,
-            self.calib,
-            mode=mode,
-            n_images=cfg.realign_images,
-            ridge=cfg.ridge,
-            batch=cfg.batch,
-            expert_features=self.feats,
-            device=cfg.device,
-        )
+        """Re-align `merged` to the heads with the re-aligner registered as `mode`, on the calib images."""
+        fit = get_realigner(mode)
+        experts = ExpertTargets(features=self.feats)
+        return fit(merged, self.inputs.heads, self.calib, RealignSettings.of(self.cfg), experts)
 
     def score(self, method: str, hp: dict[str, Any]) -> Candidate:
         """TAP, aligned TAP and validation scores (plain and head re-aligned) of one grid point."""
         if self.tap_ref is None:
             raise RuntimeError("the TAP reference must be computed before scoring candidates")
         merged, cand, res = self.merge(method, hp), Candidate(method, hp), self.res
-        with _Timer(res.seconds, "tap_select"):
+        with _timed(res.seconds, "tap_select"):
             cand.tap = tap_score(merged, self.tap_ref)["mean"]
-        with _Timer(res.seconds, "eval_select"):
+        with _timed(res.seconds, "eval_select"):
             plain = MultiTaskModel(merged, dict(self.inputs.heads)).eval()
             cand.val_score = normalized_score(self.evaluate(plain, self.val), res.expert_val)
-        with _Timer(res.seconds, "tap_aligned_select"):
-            fitted = self.realign(merged, "head")
+        with _timed(res.seconds, "tap_aligned_select"):
+            fitted = self.realign(merged, RealignMode.HEAD)
             cand.tap_aligned = sum(v["residual_after"] for v in fitted.stats.values()) / len(fitted.stats)
         realigned = realigned_model(merged, fitted)
         cand.val_score_realigned = normalized_score(self.evaluate(realigned, self.val), res.expert_val)
@@ -217,7 +154,7 @@ class _Study:
         plain = MultiTaskModel(merged, dict(self.inputs.heads)).eval()
         out: Evaluated = {"none": (self.evaluate(plain, self.test), {}, plain)}
         for mode in self.cfg.realign:
-            with _Timer(self.res.seconds, f"realign_{mode}"):
+            with _timed(self.res.seconds, f"realign_{mode}"):
                 fitted = self.realign(merged, mode)
             model = realigned_model(merged, fitted)
             out[mode] = (self.evaluate(model, self.test), fitted.stats, model)
@@ -237,11 +174,8 @@ def run_study(
     progress: bool = True,
 ) -> StudyResult:
     """Grid-search every method in `cfg`, select, re-align and evaluate the picks on `test`."""
-    for method in cfg.methods:
-        if method != adamerging.METHOD:
-            get_method(method)  # unknown names fail before any work
-        else:
-            resolve_device(cfg.device)  # a GPU asked for and absent: say so now, not after the grid
+    methods = {m: get_method(m) for m in cfg.methods}  # unknown names fail before any work
+    resolve_device(cfg.device)  # a GPU asked for and absent: say so now, not after the grid
     study = _Study(inputs, cfg, val, calib, test, eval_batch)
     res = study.res
     base = inputs.make_encoder(inputs.base_state)
@@ -249,19 +183,18 @@ def run_study(
     res.expert_val = _expert_metrics(experts, inputs, val, eval_batch, cfg.device)
     res.expert_test = _expert_metrics(experts, inputs, test, eval_batch, cfg.device)
     parts = {t: head_parts(h, base.depth) for t, h in inputs.heads.items()}
-    with _Timer(res.seconds, "tap_reference"):
+    with _timed(res.seconds, "tap_reference"):
         tap_batches = list(image_batches(calib, cfg.tap_images, cfg.batch))
         study.tap_ref = tap_reference(base, experts, parts, tap_batches, cfg.tap_metric, cfg.device)
     study.feats = _expert_features(experts, inputs.heads, cfg, calib)
     grid = [(m, hp) for m in cfg.methods for hp in _grid(cfg, m)]
+    # learned merges go last (a stable sort): they may start from what the grid methods selected
+    grid.sort(key=lambda entry: issubclass(methods[entry[0]], LearnedMerge))
     for method, hp in tqdm(grid, desc="merge grid", disable=not progress, leave=False):
-        if method == adamerging.METHOD:
-            continue
+        cls = methods[method]
+        if issubclass(cls, LearnedMerge):
+            hp = study.learn(cls, hp, progress)
         res.candidates.append(study.score(method, hp))
-    # learned merges go last: they start from task arithmetic's selected alpha
-    for method, hp in grid:
-        if method == adamerging.METHOD:
-            res.candidates.append(study.score(method, study.learn(hp, progress)))
     zeroshot = MultiTaskModel(base, dict(inputs.heads)).eval()
     res.rows.append(study.row("zeroshot", None, "-", "none", study.evaluate(zeroshot, test)))
     memo: dict[int, Evaluated] = {}
@@ -275,12 +208,7 @@ def run_study(
 def _grid(cfg: MergeConfig, method: str) -> list[dict[str, Any]]:
     if cfg.grids.get(method):
         return list(cfg.grids[method])
-    return adamerging.default_grid() if method == adamerging.METHOD else get_method(method).grid()
-
-
-def _hp_key(hp: dict[str, Any]) -> str:
-    """A short readable name for a learned candidate (its base method and init)."""
-    return ", ".join(f"{k}={v}" for k, v in hp.items() if k != "coefficients")
+    return get_method(method).grid()
 
 
 def _expert_metrics(
@@ -291,35 +219,6 @@ def _expert_metrics(
         model = MultiTaskModel(enc, {task: inputs.heads[task]}).eval()
         out.update(evaluate(model, data, (task,), batch, num_classes=inputs.num_classes, device=device))
     return out
-
-
-def result_to_json(res: StudyResult) -> dict[str, Any]:
-    """Everything in a StudyResult except the models, as JSON-safe values."""
-    return {
-        "candidates": [vars(c) for c in res.candidates],
-        "rows": [vars(r) for r in res.rows],
-        "expert_val": res.expert_val,
-        "expert_test": res.expert_test,
-        "seconds": res.seconds,
-        "fit_stats": res.fit_stats,
-        "learned": res.learned,
-        "selected": res.selected_row.name if res.selected_row else None,
-    }
-
-
-def result_from_json(data: dict[str, Any]) -> StudyResult:
-    """Inverse of `result_to_json`; the selected model must be rebuilt with `rebuild_selected`."""
-    res = StudyResult(
-        candidates=[Candidate(**c) for c in data["candidates"]],
-        rows=[Row(**r) for r in data["rows"]],
-        expert_val=data["expert_val"],
-        expert_test=data["expert_test"],
-        seconds=data["seconds"],
-        fit_stats=data["fit_stats"],
-        learned=data.get("learned", {}),
-    )
-    res.selected_row = next((r for r in res.rows if r.name == data["selected"]), None)
-    return res
 
 
 def rebuild_selected(inputs: Inputs, res: StudyResult, cfg: MergeConfig, calib: SceneArrays) -> None:

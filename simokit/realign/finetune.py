@@ -17,7 +17,9 @@ from simokit.data import SceneArrays, targets_to_tensors
 from simokit.merge.features import collect, image_batches
 from simokit.models import DinoVisionTransformer
 from simokit.models.heads import DenseHead
-from simokit.realign.least_squares import RealignResult
+from simokit.realign.base import ExpertTargets, RealignResult, RealignSettings
+from simokit.realign.registry import register
+from simokit.recipe import RealignMode
 from simokit.tasks.losses import task_loss
 
 
@@ -56,6 +58,26 @@ def finetune_heads(
         result.heads[task] = tuned.eval()
         result.stats[task] = {"loss_first": losses[0], "loss_last": float(np.mean(losses[-5:]))}
     return result
+
+
+@register(RealignMode.FINETUNE)
+def fit_finetune(
+    merged: DinoVisionTransformer,
+    heads: dict[str, DenseHead],
+    data: SceneArrays,
+    settings: RealignSettings,
+    experts: ExpertTargets,
+) -> RealignResult:
+    """Fine-tune each head on the merged encoder's features (labels, no experts)."""
+    return finetune_heads(
+        merged,
+        heads,
+        data,
+        n_images=settings.n_images,
+        steps=settings.steps,
+        lr=settings.lr,
+        batch=settings.batch,
+    )
 
 
 def _split(

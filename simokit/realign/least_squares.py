@@ -7,14 +7,13 @@ layer (W' = W A, b' = W c + b), so deployment runs the plain merged encoder and 
 
 Statistics are accumulated as float64 Gram matrices, so memory is O(C^2) however many images are
 used. `mode="head"` fits one map per task; `mode="joint"` fits one map per (block, part) shared by
-all tasks with the experts' features stacked as targets (FIELD_NOTES: this failed in our prototype
-because heads expect different feature spaces; it is kept as a measured baseline).
+all tasks with the experts' features stacked as targets (it tends to lose to "head" because heads
+expect different feature spaces; it is kept as a measured baseline).
 """
 
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -24,10 +23,13 @@ from tqdm import tqdm
 from simokit.data import SceneArrays
 from simokit.errors import ConfigError
 from simokit.merge.features import BatchFeatures, Part, collect, head_parts, image_batches, rows
-from simokit.models import DinoVisionTransformer, MultiTaskModel
+from simokit.models import DinoVisionTransformer
 from simokit.models.heads import DenseHead, fold_linear_map
+from simokit.realign.base import ExpertTargets, RealignResult, RealignSettings
+from simokit.realign.registry import register
+from simokit.recipe import LEAST_SQUARES, RealignMode
 
-MODES = ("head", "joint")
+MODES = tuple(m.value for m in LEAST_SQUARES)
 
 
 class GramAccumulator:
@@ -70,16 +72,6 @@ class GramAccumulator:
         w = torch.cat([a.T, c[None]], dim=0)
         err = self.yty_trace - 2 * float((w * self.xty).sum()) + float((w * (self.xtx @ w)).sum())
         return max(err, 0.0) / max(self.yty_trace, 1e-30)
-
-
-@dataclass
-class RealignResult:
-    """Folded heads plus per-task fit statistics (relative residual before and after the map)."""
-
-    heads: dict[str, DenseHead]
-    stats: dict[str, dict[str, float]] = field(default_factory=dict)
-    images: int = 0
-    encoder: DinoVisionTransformer | None = None  # set when re-alignment changed the encoder (LoRA)
 
 
 @torch.no_grad()
@@ -166,6 +158,47 @@ def _fit_stats(
     return {"residual_before": float(np.mean(before)), "residual_after": float(np.mean(after))}
 
 
-def realigned_model(merged: DinoVisionTransformer, result: RealignResult) -> MultiTaskModel:
-    """The deployable model: merged (or re-aligned) encoder with the folded (or tuned) heads."""
-    return MultiTaskModel(result.encoder or merged, dict(result.heads)).eval()
+def _least_squares(
+    mode: str,
+    merged: DinoVisionTransformer,
+    heads: dict[str, DenseHead],
+    data: SceneArrays,
+    settings: RealignSettings,
+    experts: ExpertTargets,
+) -> RealignResult:
+    return fit_realignment(
+        merged,
+        experts.encoders,
+        heads,
+        data,
+        mode=mode,
+        n_images=settings.n_images,
+        ridge=settings.ridge,
+        batch=settings.batch,
+        expert_features=experts.features,
+        device=settings.device,
+    )
+
+
+@register(RealignMode.HEAD)
+def fit_per_head(
+    merged: DinoVisionTransformer,
+    heads: dict[str, DenseHead],
+    data: SceneArrays,
+    settings: RealignSettings,
+    experts: ExpertTargets,
+) -> RealignResult:
+    """One least-squares map per task and (block, part), folded into that task's head."""
+    return _least_squares("head", merged, heads, data, settings, experts)
+
+
+@register(RealignMode.JOINT)
+def fit_shared(
+    merged: DinoVisionTransformer,
+    heads: dict[str, DenseHead],
+    data: SceneArrays,
+    settings: RealignSettings,
+    experts: ExpertTargets,
+) -> RealignResult:
+    """One least-squares map per (block, part) shared by all tasks, folded into every head."""
+    return _least_squares("joint", merged, heads, data, settings, experts)

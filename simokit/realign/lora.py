@@ -21,7 +21,9 @@ from torch import Tensor, nn
 from simokit.data import SceneArrays, targets_to_tensors, to_tensor_batch
 from simokit.models import DinoVisionTransformer, MultiTaskModel
 from simokit.models.heads import DenseHead
-from simokit.realign.least_squares import RealignResult
+from simokit.realign.base import ExpertTargets, RealignResult, RealignSettings
+from simokit.realign.registry import register
+from simokit.recipe import RealignMode
 from simokit.tasks.losses import task_loss
 
 
@@ -109,3 +111,23 @@ def lora_realign(
     encoder.requires_grad_(True)
     stats = {t: {"loss_first": first[t], "loss_last": last[t]} for t in heads}
     return RealignResult(heads=dict(heads), stats=stats, images=count, encoder=encoder.eval())
+
+
+@register(RealignMode.LORA)
+def fit_lora(
+    merged: DinoVisionTransformer,
+    heads: dict[str, DenseHead],
+    data: SceneArrays,
+    settings: RealignSettings,
+    experts: ExpertTargets,
+) -> RealignResult:
+    """LoRA adapters trained on all task losses (labels, no experts), merged back into the encoder."""
+    return lora_realign(
+        merged,
+        heads,
+        data,
+        n_images=settings.n_images,
+        steps=settings.steps,
+        lr=settings.lr,
+        batch=settings.batch,
+    )

@@ -10,17 +10,11 @@ import pytest
 import torch
 
 from simokit.errors import ConfigError
-from simokit.merge import adamerging
-from simokit.merge.adamerging import (
-    AdaMergingParams,
-    EmaNormalizer,
-    adamerged_state,
-    cosine_tap,
-    learn_coefficients,
-    merged_state,
-    stack_task_vectors,
-)
+from simokit.merge import get_method
 from simokit.merge.api import merge_state_dicts
+from simokit.merge.learned import tap
+from simokit.merge.learned.coefficients import AdaMergingParams, merged_state, stack_task_vectors
+from simokit.merge.learned.tap import EmaNormalizer, cosine_tap, learn_coefficients
 from simokit.models import DinoVisionTransformer, build_encoder
 
 StateDict = dict[str, torch.Tensor]
@@ -135,7 +129,7 @@ def test_learning_lowers_tap_on_a_toy_merge() -> None:
     assert result.task_vector_mb > 0 and result.peak_rss_mb > 0
     # rebuilding from the stored coefficients reproduces the learned merge without optimising
     hp = {"iters": 15, "coefficients": result.coefficients}
-    rebuilt = adamerged_state(base, list(experts.values()), hp)
+    rebuilt = merge_state_dicts(base, list(experts.values()), "adamerging_tap", **hp)
     stack = stack_task_vectors(base, list(experts.values()), AdaMergingParams())
     direct = merged_state(base, stack, torch.tensor(result.coefficients))
     for key in rebuilt:
@@ -147,14 +141,14 @@ def test_bad_hyper_parameters_shapes_and_memory_are_refused(
 ) -> None:
     base, experts = vit_family(2)
     with pytest.raises(ConfigError, match="no hyper-parameter alpha"):
-        AdaMergingParams.from_hparams({"alpha": 0.3})
+        get_method("adamerging_tap").params_from({"alpha": 0.3})
     with pytest.raises(ConfigError, match="base='dare'"):
         AdaMergingParams(base="dare")
     with pytest.raises(ConfigError, match="no learned coefficients"):
-        adamerged_state(base, experts, {})
+        merge_state_dicts(base, experts, "adamerging_tap")
     with pytest.raises(ConfigError, match=r"coefficients are \(1, 4\)"):
-        adamerged_state(base, experts, {"coefficients": [[0.1] * 4]})
-    monkeypatch.setattr(adamerging, "_available_bytes", lambda: 1024)
+        merge_state_dicts(base, experts, "adamerging_tap", coefficients=[[0.1] * 4])
+    monkeypatch.setattr(tap, "_available_bytes", lambda: 1024)
     enc = build_encoder("vitnano14")
     state = enc.state_dict()
     with pytest.raises(ConfigError, match="merge fewer tasks"):
@@ -223,3 +217,18 @@ def test_learning_on_cuda_matches_cpu() -> None:
     np.testing.assert_allclose(np.array(gpu.coefficients), np.array(cpu.coefficients), rtol=0, atol=1e-3)
     assert gpu.tap_after["mean"] == pytest.approx(cpu.tap_after["mean"], abs=1e-3)
     assert gpu.peak_gpu_mb > 0 and next(enc.parameters()).device.type == "cpu"
+
+
+def test_a_ties_based_merge_rebuilds_through_the_registry(
+    vit_family: Callable[[int], tuple[StateDict, list[StateDict]]],
+) -> None:
+    """`base` is a hyper-parameter name too; the registered method merges like the learned formula."""
+    base, experts = vit_family(3)
+    params = AdaMergingParams(base="ties", k=0.3)
+    stack = stack_task_vectors(base, experts, params)
+    coef = torch.rand(3, stack.num_layers, generator=torch.Generator().manual_seed(0))
+    rows = [[float(v) for v in row] for row in coef]
+    got = merge_state_dicts(base, experts, "adamerging_tap", base="ties", k=0.3, coefficients=rows)
+    want = merged_state(base, stack, torch.tensor(rows))
+    for key in want:
+        assert torch.equal(got[key], want[key].to(base[key].dtype)), key

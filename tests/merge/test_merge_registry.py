@@ -17,6 +17,7 @@ from simokit.merge import (
     get_method,
     registry,
 )
+from simokit.merge.learned.base import LearnedMerge
 
 BUILTINS = {
     "sum",
@@ -32,16 +33,18 @@ BUILTINS = {
     "lines",
     "normavg",
 }
+LEARNED = {"adamerging_tap"}  # their grid points merge once learning filled in the coefficients
 SETUP = MergeSetup(num_experts=3, depth=2)
 
 
 def test_all_builtin_methods_are_registered() -> None:
-    assert set(available_methods()) == BUILTINS
+    assert set(available_methods()) == BUILTINS | LEARNED
 
 
 def test_unknown_method_suggests_the_closest_and_lists_all() -> None:
     with pytest.raises(
-        ConfigError, match=r"'tie' \(did you mean 'ties'\?\); valid methods: average, .*zeroshot"
+        ConfigError,
+        match=r"'tie' \(did you mean 'ties'\?\); valid methods: adamerging_tap, average, .*zeroshot",
     ):
         get_method("tie")
     with pytest.raises(ConfigError, match="valid methods"):
@@ -109,3 +112,14 @@ def test_every_grid_point_is_valid_and_defaults_build(method: str) -> None:
     for point in grid:
         build_method(method, SETUP, **point)
     build_method(method, SETUP)
+
+
+@pytest.mark.parametrize("method", sorted(LEARNED))
+def test_learned_grid_points_build_once_coefficients_are_given(method: str) -> None:
+    cls = get_method(method)
+    assert issubclass(cls, LearnedMerge)
+    layers = SETUP.depth + 2  # embeddings, blocks, final norm
+    for point in cls.grid():
+        with pytest.raises(ConfigError, match="no learned coefficients"):
+            build_method(method, SETUP, **point)
+        build_method(method, SETUP, **point, coefficients=[[0.3] * layers] * SETUP.num_experts)

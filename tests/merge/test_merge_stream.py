@@ -37,7 +37,8 @@ def _read_all(path: Path) -> tuple[StateDict, dict[str, str]]:
         return {k: f.get_tensor(k) for k in f.keys()}, f.metadata() or {}  # noqa: SIM118
 
 
-CASES = [(name, {}) for name in sorted(available_methods())] + [
+LEARNED = {"adamerging_tap": {"base": "ties", "k": 0.3, "coefficients": [[0.2, 0.5, 0.9, 1.1]] * 3}}
+CASES = [(name, LEARNED.get(name, {})) for name in sorted(available_methods())] + [
     ("ties", {"scope": "tensor", "k": 0.3}),
     ("dare", {"seed": 5, "p": 0.5}),
     ("tall_mask", {"task": 2, "lam": 0.2}),

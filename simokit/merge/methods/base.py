@@ -13,6 +13,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar, Generic, TypeVar
 
+import torch
 from torch import Tensor
 
 from simokit.errors import ConfigError
@@ -82,8 +83,8 @@ class MergeMethod(ABC, Generic[P]):
         return tuple(f.name for f in fields(cls.params_type))
 
     @classmethod
-    def create(cls, setup: MergeSetup, **hparams: Any) -> MergeMethod[Any]:
-        """Validate `hparams` (unknown names raise ConfigError listing the valid ones) and build."""
+    def params_from(cls, hparams: dict[str, Any]) -> MergeParams:
+        """Validated hyper-parameters; unknown names raise ConfigError listing the valid ones."""
         valid = cls.hparam_names()
         unknown = sorted(set(hparams) - set(valid))
         if unknown:
@@ -91,7 +92,12 @@ class MergeMethod(ABC, Generic[P]):
             raise ConfigError(
                 f"merge method '{cls.name}' has no hyper-parameter {', '.join(unknown)}; valid: {listed}"
             )
-        method = cls(cls.params_type(**hparams), setup)  # type: ignore[arg-type]
+        return cls.params_type(**hparams)
+
+    @classmethod
+    def create(cls, setup: MergeSetup, **hparams: Any) -> MergeMethod[Any]:
+        """Validate `hparams` (unknown names raise ConfigError listing the valid ones) and build."""
+        method = cls(cls.params_from(hparams), setup)  # type: ignore[arg-type]
         method.check_setup()
         return method
 
@@ -117,3 +123,8 @@ class MergeMethod(ABC, Generic[P]):
     @abstractmethod
     def merge_tensor(self, key: str, taus: list[Tensor]) -> Tensor:
         """Return the merged update θ − θ0 for one tensor from its T task vectors (same shape)."""
+
+    def task_contributions(self, key: str, taus: list[Tensor]) -> Tensor:
+        """(T, ...) each task's share of this tensor's update before the method combines and scales
+        them: the task vectors themselves unless a method trims, masks or elects first."""
+        return torch.stack(taus)

@@ -95,8 +95,8 @@ class Ties(MergeMethod[TiesParams]):
         trimmed = self._trimmed(taus)
         return self.params.alpha * disjoint_mean(trimmed, elect_sign(trimmed))
 
-    def task_parts(self, key: str, taus: list[Tensor]) -> Tensor:
-        """(T, ...) per-task vectors after trimming and sign election, before the mean (AdaMerging++)."""
+    def task_contributions(self, key: str, taus: list[Tensor]) -> Tensor:
+        """(T, ...) per-task vectors after trimming and sign election, before the disjoint mean."""
         trimmed = self._trimmed(taus)
         return trimmed * (trimmed * elect_sign(trimmed) > 0)
 
