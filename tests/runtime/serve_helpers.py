@@ -2,11 +2,13 @@
 
 SIMOKIT_SERVE_PYTHON names an interpreter whose environment satisfies nvidia-pytriton's pins
 (numpy<2); the tests run in this one. Without pytriton there the serve tests skip, unless
-SIMOKIT_REQUIRE_SERVE=1 (CI) turns the skip into a failure.
+SIMOKIT_REQUIRE_SERVE=1 (CI) turns the skip into a failure; so does a missing tritonclient, which the
+dev extra installs.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import signal
 import socket
@@ -16,6 +18,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import NoReturn
 
 import pytest
@@ -28,6 +31,14 @@ def unavailable(reason: str) -> NoReturn:
     if os.environ.get(REQUIRE) == "1":
         pytest.fail(f"{reason} ({REQUIRE}=1)", pytrace=False)
     pytest.skip(reason)
+
+
+def require_module(name: str) -> ModuleType:
+    """Import `name` (tritonclient, protobuf), or skip / fail as `unavailable` says."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        unavailable(f"{name.split('.')[0]} not installed (pip install -e '.[dev]')")
 
 
 def serve_python() -> str:

@@ -41,7 +41,8 @@ def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def served(bundle: Path) -> Iterator[Server]:
     """One server for all bad requests, with --max-batch 4; it must still stop cleanly at the end."""
-    server = start_serve(bundle, "faults", "--max-batch", str(MAX_BATCH))
+    # A 0.1 s batcher delay, so that requests sent together are batched together.
+    server = start_serve(bundle, "faults", "--max-batch", str(MAX_BATCH), "--queue-delay-us", "100000")
     yield server
     code, out, _ = server.stop(signal.SIGINT)
     assert code == 0 and "stopped" in out, out
@@ -120,6 +121,40 @@ def test_a_bad_request_gets_an_error_and_serving_goes_on(
     message = _infer_raw(served, protocol, shape, wire, bytes(size))
     assert re.search(expected, message), message
     _still_answers(served, bundle, protocol)
+
+
+def test_a_bad_request_batched_with_good_ones_does_not_fail_them(served: Server, bundle: Path) -> None:
+    """Triton lets a request declaring batch 0 with one frame's bytes through; batched with others, the
+    Python backend counts the frame's height as its batch and fails the whole batch. simokit's
+    triton:// engines retry that failure, so their requests still get the right answers."""
+    frames = np.random.default_rng(11).integers(0, 256, size=(3, 56, 56, 3), dtype=np.uint8)
+    want = load(bundle).infer(frames, bgr=False)
+    remotes = [load(served.url(p)) for p in ("http", "grpc", "http")]
+
+    def good(i: int, start: threading.Barrier, got: dict[int, object]) -> None:
+        start.wait()
+        try:
+            got[i] = remotes[i].infer(frames[i : i + 1], bgr=False)
+        except Exception as exc:  # reported below
+            got[i] = exc
+
+    for _ in range(3):
+        start = threading.Barrier(4)
+        got: dict[int, object] = {}
+        threads = [threading.Thread(target=good, args=(i, start, got)) for i in range(3)]
+        for t in threads:
+            t.start()
+        start.wait()
+        message = _infer_raw(served, "http", (0, 56, 56, 3), "UINT8", bytes(FRAME))
+        for t in threads:
+            t.join(timeout=60)
+        assert "batch size" in message
+        for i in range(3):
+            assert isinstance(got[i], dict), got[i]
+            for task, w in want.items():
+                np.testing.assert_allclose(got[i][task], w[i : i + 1], rtol=0, atol=ATOL)
+    for remote in remotes:
+        remote.close()  # type: ignore[attr-defined]
 
 
 def _http_request(server: Server, body_fraction: float, read: bool) -> bytes:

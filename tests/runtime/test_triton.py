@@ -44,8 +44,10 @@ def bundle(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
 
 
 def _parse_config(path: Path):  # type: ignore[no-untyped-def]  # protobuf message
-    text_format = pytest.importorskip("google.protobuf.text_format")
-    pb = pytest.importorskip("tritonclient.grpc.model_config_pb2", reason="tritonclient not installed")
+    from serve_helpers import require_module
+
+    text_format = require_module("google.protobuf.text_format")
+    pb = require_module("tritonclient.grpc.model_config_pb2")
     return text_format.Parse(path.read_text(), pb.ModelConfig()), pb
 
 
@@ -146,7 +148,9 @@ def test_load_routes_urls_and_explains_failures(monkeypatch: pytest.MonkeyPatch)
         m.setitem(sys.modules, "tritonclient.http", None)
         with pytest.raises(ConfigError, match="pip install 'simokit\\[serve\\]'"):
             load("triton://127.0.0.1:1/m")
-    pytest.importorskip("tritonclient.http", reason="tritonclient not installed")
+    from serve_helpers import require_module
+
+    require_module("tritonclient.http")
     with pytest.raises(TritonError, match=r"cannot reach Triton at 127\.0\.0\.1:1 "):
         load(Path("triton://127.0.0.1:1/m"))
     with pytest.raises(BundleError, match="not a simokit bundle"):
@@ -179,6 +183,16 @@ def test_a_failed_start_is_summarised_on_one_line(tmp_path: Path) -> None:
     log = tmp_path / "triton.log"
     log.write_text("I1126 started\nE1126 failed to bind 0.0.0.0:8000\nI1126 exiting\n")
     assert start_failure("timed out", log) == "timed out ... E1126 failed to bind 0.0.0.0:8000"
+
+
+def test_the_dev_extra_brings_the_triton_client() -> None:
+    """The tests above need tritonclient; with it in `dev` they run wherever the test command runs."""
+    import configparser
+
+    cfg = configparser.ConfigParser()
+    cfg.read(Path(__file__).resolve().parents[2] / "setup.cfg")
+    dev = [line.strip() for line in cfg["options.extras_require"]["dev"].splitlines()]
+    assert any(line.startswith("tritonclient[http,grpc]") for line in dev), dev
 
 
 def test_serve_round_trip(bundle: Path) -> None:
