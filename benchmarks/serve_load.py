@@ -99,23 +99,26 @@ def batch_counters(metrics_url: str) -> tuple[float, float]:
     return total["nv_inference_count"], total["nv_inference_exec_count"]
 
 
-def start_server(python: str, bundle: Path, port: int, mode: str) -> tuple[subprocess.Popen[str], str]:
+def start_server(
+    python: str, bundle: Path, port: int, mode: str, output: list[str] | None = None
+) -> tuple[subprocess.Popen[str], str]:
     """`simokit serve` in its own process; returns it and its HTTP triton:// URL once ready.
 
     mode: 'dynamic' or 'off' (dynamic batching), optionally ':N' model instances, e.g. 'off:2'.
+    output, if given, receives every line the server prints, also after it is ready.
     """
     batching, _, instances = mode.partition(":")
     cmd = [python, "-m", "simokit.cli", "serve", str(bundle), "--port", str(port), "--host", "127.0.0.1"]
     cmd += ["--name", "load", "--instances", instances or "1"]
     cmd += [] if batching == "dynamic" else ["--no-dynamic-batching"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lines = []
+    lines = output if output is not None else []
     assert proc.stdout is not None
     for line in proc.stdout:
         lines.append(line)
         if line.startswith("ready"):
-            threading.Thread(target=proc.stdout.read, daemon=True).start()  # keep the pipe drained
             url = next(x.split()[0] for x in lines if x.strip().startswith("triton://"))
+            threading.Thread(target=lines.extend, args=(proc.stdout,), daemon=True).start()  # drains the pipe
             return proc, url
     raise SystemExit("simokit serve did not start:\n" + "".join(lines))
 

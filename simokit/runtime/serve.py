@@ -5,11 +5,18 @@ batched) request to this process, where the bundle's Engine runs the graph. The 
 the IO and config parameters of an `export-triton` repository, so triton:// engines work against
 both. Before announcing the URL, serve sends one request through the server and checks the answer
 equals the local engine's, so a broken server setup fails loudly instead of serving empty arrays.
-Ctrl-C or SIGTERM stops the server and removes its workspace.
+
+Ctrl-C or SIGTERM stops the server and removes its workspace. Stopping tritonserver while requests
+are in flight crashed it (SIGSEGV at exit), left its Python-backend stubs running as orphans and
+leaked its /dev/shm segments; so serve first unloads the model through Triton's model-control API
+(new requests are refused, the ones in flight finish), then stops the server, ignoring further
+signals until it is down. Bad requests (wrong dtype, rank or size, empty or oversized batches) are
+refused by Triton before they reach the engine.
 """
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +32,7 @@ from simokit.runtime.serve_env import (
     check_ports,
     require_pytriton,
     server_environment,
+    signals_ignored,
     start_failure,
     stop_signals,
 )
@@ -36,6 +44,8 @@ from simokit.runtime.triton_io import (
     meta_parameter,
     output_dims,
 )
+
+DRAIN_TIMEOUT_S = 10.0
 
 
 class ServeError(SimokitError):
@@ -85,7 +95,8 @@ def serve(bundle: str | Path, opts: ServeOptions, on_ready: Callable[[Endpoints]
         f"http://{local}:{opts.port + 2}/metrics",
         log,
     )
-    triton = _bind(engine, name, opts, log, version)
+    token = secrets.token_urlsafe(32)  # for the model-control API, which only this process may use
+    triton = _bind(engine, name, opts, log, version, token)
     with stop_signals():
         try:
             _start(triton, log)
@@ -97,12 +108,15 @@ def serve(bundle: str | Path, opts: ServeOptions, on_ready: Callable[[Endpoints]
         except KeyboardInterrupt:
             pass
         finally:
-            triton.stop()
+            with signals_ignored():  # a second Ctrl-C or SIGTERM would orphan tritonserver
+                if triton.is_alive():
+                    _drain(f"{local}:{opts.port}", name, token)
+                triton.stop()
 
 
-def _bind(engine: Engine, name: str, opts: ServeOptions, log: Path, version: str) -> Any:
+def _bind(engine: Engine, name: str, opts: ServeOptions, log: Path, version: str, token: str) -> Any:
     from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
-    from pytriton.triton import Triton, TritonConfig
+    from pytriton.triton import Triton, TritonConfig, TritonSecurityConfig
 
     meta = engine.meta
     in_dims = input_dims(meta)
@@ -123,7 +137,7 @@ def _bind(engine: Engine, name: str, opts: ServeOptions, log: Path, version: str
         batcher = DynamicBatcher(
             max_queue_delay_microseconds=opts.queue_delay_us, preferred_batch_size=[opts.max_batch]
         )
-    triton = Triton(config=config)
+    triton = Triton(config=config, security_config=TritonSecurityConfig(access_token=token))
     triton.bind(
         model_name=name,
         infer_func=[_infer_fn(engine) for _ in range(opts.instances)],
@@ -140,6 +154,22 @@ def _bind(engine: Engine, name: str, opts: ServeOptions, log: Path, version: str
     except (AttributeError, ValueError, TypeError):
         raise ConfigError(f"nvidia-pytriton {version} changed its internals; serve needs 0.7.x") from None
     return triton
+
+
+def _drain(address: str, name: str, token: str, timeout_s: float = DRAIN_TIMEOUT_S) -> None:
+    """Unload the model before stopping: Triton refuses new requests and finishes the ones in flight."""
+    import tritonclient.http as http
+
+    client = http.InferenceServerClient(address, connection_timeout=timeout_s, network_timeout=timeout_s)
+    try:
+        client.unload_model(name, headers={"triton-access-token": token})
+        deadline = time.monotonic() + timeout_s
+        while client.is_model_ready(name) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    except (OSError, http.InferenceServerException):
+        pass  # the server is already going: stop() below does the rest
+    finally:
+        client.close()
 
 
 def _start(triton: Any, log: Path) -> None:

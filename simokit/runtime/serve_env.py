@@ -122,9 +122,25 @@ def stop_signals() -> Iterator[None]:
         return
 
     def stop(signum: int, frame: object) -> None:
+        for s in (signal.SIGINT, signal.SIGTERM):  # one stop is enough: a second would cut shutdown short
+            signal.signal(s, signal.SIG_IGN)
         raise KeyboardInterrupt
 
     old = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+
+
+@contextmanager
+def signals_ignored() -> Iterator[None]:
+    """Ignore SIGINT and SIGTERM in the main thread while the server shuts down."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:

@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
-import socket
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -48,8 +44,10 @@ def bundle(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
 
 
 def _parse_config(path: Path):  # type: ignore[no-untyped-def]  # protobuf message
-    text_format = pytest.importorskip("google.protobuf.text_format")
-    pb = pytest.importorskip("tritonclient.grpc.model_config_pb2", reason="tritonclient not installed")
+    from serve_helpers import require_module
+
+    text_format = require_module("google.protobuf.text_format")
+    pb = require_module("tritonclient.grpc.model_config_pb2")
     return text_format.Parse(path.read_text(), pb.ModelConfig()), pb
 
 
@@ -150,7 +148,9 @@ def test_load_routes_urls_and_explains_failures(monkeypatch: pytest.MonkeyPatch)
         m.setitem(sys.modules, "tritonclient.http", None)
         with pytest.raises(ConfigError, match="pip install 'simokit\\[serve\\]'"):
             load("triton://127.0.0.1:1/m")
-    pytest.importorskip("tritonclient.http", reason="tritonclient not installed")
+    from serve_helpers import require_module
+
+    require_module("tritonclient.http")
     with pytest.raises(TritonError, match=r"cannot reach Triton at 127\.0\.0\.1:1 "):
         load(Path("triton://127.0.0.1:1/m"))
     with pytest.raises(BundleError, match="not a simokit bundle"):
@@ -185,44 +185,28 @@ def test_a_failed_start_is_summarised_on_one_line(tmp_path: Path) -> None:
     assert start_failure("timed out", log) == "timed out ... E1126 failed to bind 0.0.0.0:8000"
 
 
-def _free_port() -> int:
-    for _ in range(20):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        try:
-            for p in (port + 1, port + 2):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", p))
-            return port
-        except OSError:
-            continue
-    pytest.skip("no three free consecutive ports")
+def test_the_dev_extra_brings_the_triton_client() -> None:
+    """The tests above need tritonclient; with it in `dev` they run wherever the test command runs."""
+    import configparser
+
+    cfg = configparser.ConfigParser()
+    cfg.read(Path(__file__).resolve().parents[2] / "setup.cfg")
+    dev = [line.strip() for line in cfg["options.extras_require"]["dev"].splitlines()]
+    assert any(line.startswith("tritonclient[http,grpc]") for line in dev), dev
 
 
 def test_serve_round_trip(bundle: Path) -> None:
     """`simokit serve` on a real tritonserver; triton:// over HTTP and gRPC equals the local engine."""
+    from serve_helpers import start_serve
+
     if read_meta(bundle).input.kind != "uint8":
         pytest.skip("one round trip (the uint8 bundle) is enough")
-    pytest.importorskip("pytriton", reason="nvidia-pytriton not installed (pip install 'simokit[serve]')")
-    python = os.environ.get("SIMOKIT_SERVE_PYTHON", sys.executable)  # an env satisfying pytriton's pins
-    port = _free_port()
-    cmd = [python, "-m", "simokit.cli", "serve", str(bundle), "--port", str(port), "--host", "127.0.0.1"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    server = start_serve(bundle, "tiny")
     try:
-        lines = []
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            lines.append(line)
-            if line.startswith("ready"):
-                break
-        else:  # the server exited before it was ready
-            proc.wait(timeout=30)
-            pytest.skip(f"simokit serve could not start here: {''.join(lines).strip().splitlines()[-1]}")
         local = load(bundle)
         frames = np.random.default_rng(3).integers(0, 256, size=(11, 40, 60, 3), dtype=np.uint8)
         want = local.infer(frames)
-        for url in (f"triton://127.0.0.1:{port}/tiny", f"triton+grpc://127.0.0.1:{port + 1}/tiny"):
+        for url in (server.url("http"), server.url("grpc")):
             remote = load(url)
             assert remote.meta == local.meta and remote.max_batch == 8  # type: ignore[attr-defined]
             got = remote.infer(frames)  # 11 frames: two requests of at most 8
@@ -232,11 +216,9 @@ def test_serve_round_trip(bundle: Path) -> None:
             assert "triton" in remote.describe()
             remote.close()  # type: ignore[attr-defined]
     finally:
-        proc.send_signal(signal.SIGINT)
-        t0 = time.monotonic()
-        rest = proc.communicate(timeout=60)[0]
-    assert proc.returncode == 0 and "stopped" in rest, rest
-    assert time.monotonic() - t0 < 30
+        code, out, seconds = server.stop(signal.SIGINT)
+    assert code == 0 and "stopped" in out, out
+    assert seconds < 30
 
 
 def test_profile_engine_times_any_engine(bundle: Path) -> None:

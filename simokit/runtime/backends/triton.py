@@ -11,6 +11,7 @@ shared by threads. tritonclient is imported only when an engine is opened.
 
 from __future__ import annotations
 
+import re
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,11 @@ from simokit.runtime.triton_io import input_dtype, meta_from_config, triton_type
 SCHEMES = {"triton": "http", "triton+http": "http", "triton+grpc": "grpc"}
 DEFAULT_PORTS = {"http": 8000, "grpc": 8001}
 INSTALL_HINT = "install the client: pip install 'simokit[serve]' (or tritonclient[http,grpc])"
+# Triton lets through a request that declares batch 0 with one frame's bytes; the Python backend
+# (simokit serve) counts that frame's height as its batch and fails every request batched with it.
+# Requests never exceed max_batch here, so this error is someone else's: send the request again.
+POISONED_BATCH = re.compile(r"batch size \d+ for '[^']*', max allowed is \d+")
+RETRIES = 3
 
 
 class TritonError(BundleError):
@@ -147,10 +153,14 @@ class TritonEngine(Engine):
             inp.set_data_from_numpy(x)
             kwargs["outputs"] = [m.InferRequestedOutput(t) for t in self.tasks]
             kwargs["client_timeout"] = self.timeout_s
-        try:
-            result = self._client().infer(self.url.model, [inp], self.url.version, **kwargs)
-        except (OSError, m.InferenceServerException) as exc:
-            raise TritonError(f"inference on {self.url} failed ({_reason(exc)})") from None
+        for attempt in range(RETRIES + 1):
+            try:
+                result = self._client().infer(self.url.model, [inp], self.url.version, **kwargs)
+                break
+            except (OSError, m.InferenceServerException) as exc:
+                if attempt < RETRIES and POISONED_BATCH.search(_reason(exc)):
+                    continue
+                raise TritonError(f"inference on {self.url} failed ({_reason(exc)})") from None
         return {t: result.as_numpy(t) for t in self.tasks}
 
     def close(self) -> None:
