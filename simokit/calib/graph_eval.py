@@ -15,8 +15,8 @@ from simokit.calib.readers import GraphEngine
 from simokit.calib.sources import SCENES, nyuv2_split
 from simokit.data.arrays import SceneArrays
 from simokit.errors import DataError
-from simokit.profile.bench import time_calls
 from simokit.runtime.bundle import BundleMeta
+from simokit.runtime.timing import time_calls
 from simokit.tasks.metrics import make_metric
 from simokit.tasks.score import Metrics, task_scores
 
