@@ -11,8 +11,8 @@ from calib_helpers import SIZE, frames
 from simokit.calib.readers import OrtCalibReader, load_calib_set, subset_indices
 from simokit.calib.sources import ImageFolder, NYUv2Images, SceneSplit, VideoFile, open_source
 from simokit.errors import ConfigError, DataError
+from simokit.runtime import load
 from simokit.runtime.bundle import read_meta
-from simokit.runtime.engine import load
 
 
 def test_subset_is_deterministic_sorted_and_checked() -> None:
