@@ -22,12 +22,12 @@ import torch
 
 from simokit.data import to_tensor_batch
 from simokit.export.onnx import ExportSpec
+from simokit.profile.arch import merged_model
 from simokit.routing.bundle import write_routed_bundle
 from simokit.routing.compress import compress_delta
 from simokit.routing.fit import build_router
-from simokit.profile.arch import merged_model
+from simokit.runtime import load
 from simokit.runtime.bundle import disk_bytes
-from simokit.runtime.engine import load
 
 TASKS = ("seg", "depth")  # random normals are near-zero vectors whose direction is noise
 

@@ -49,7 +49,8 @@ try:
 except ImportError:
     res["torch_cuda"] = "torch not installed"
 from simokit.runtime.bundle import read_meta
-from simokit.runtime.engine import load, normalize_nchw
+from simokit.runtime import load
+from simokit.runtime.engine import normalize_nchw
 meta = read_meta(bundle)
 spec = meta.input
 frames = {b: np.random.default_rng(b).integers(0, 256, (b, spec.height, spec.width, 3), np.uint8) for b in (1, 8)}

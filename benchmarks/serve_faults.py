@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from serve_load import ATOL, RTOL, batch_counters, start_server
 
-from simokit.runtime.engine import load
+from simokit.runtime import load
 from simokit.runtime.triton_io import example_shape, input_dtype
 
 

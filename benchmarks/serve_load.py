@@ -28,7 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from simokit.runtime.engine import Engine, load
+from simokit.runtime import load
+from simokit.runtime.engine import Engine
 
 ATOL, RTOL = 1e-4, 1e-5  # batch 1 vs batch 8 in ONNX Runtime differ in the last float bits
 

@@ -24,8 +24,7 @@ import cv2
 import numpy as np
 
 from simokit.data.scenes import render_scene
-from simokit.runtime import Source, Stream
-from simokit.runtime.engine import load
+from simokit.runtime import Source, Stream, load
 from simokit.runtime.sinks import make_sinks
 
 

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from simokit.runtime import Stream
-from simokit.runtime.engine import load
+from simokit.runtime import Stream, load
 from simokit.runtime.sinks import make_sinks
 
 

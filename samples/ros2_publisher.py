@@ -25,8 +25,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
-from simokit.runtime import Frame, Reconnect, Stream
-from simokit.runtime.engine import load
+from simokit.runtime import Frame, Reconnect, Stream, load
 
 
 def to_image(array: np.ndarray, encoding: str, header: Header) -> Image:

@@ -138,11 +138,12 @@ def cmd_profile(args: argparse.Namespace) -> int:
     import tempfile
 
     from simokit.profile.compare import bundle_graphs, profile_graphs, table, write_outputs
+    from simokit.runtime.backends.triton import is_triton_url
 
     batches = tuple(int(b) for b in args.batches.split(","))
-    if args.target and str(args.target).startswith("triton"):  # a served bundle: time the engine itself
+    if args.target and is_triton_url(args.target):  # a served bundle: time the engine itself
         from simokit.profile.engine_bench import engine_table, profile_engine
-        from simokit.runtime.engine import load
+        from simokit.runtime import load
 
         print(engine_table(profile_engine(load(args.target), batches, args.warmup, args.iters)))
         return 0
@@ -188,7 +189,7 @@ def _profile_routed(args: argparse.Namespace, batches: tuple[int, ...]) -> int:
     import json
 
     from simokit.profile.engine_bench import profile_routed, routed_table
-    from simokit.runtime.engine import load
+    from simokit.runtime import load
     from simokit.runtime.routed import RoutedEngine
 
     if args.data:
@@ -259,7 +260,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     import os
 
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # our one-line errors replace FFmpeg's chatter
-    from simokit.runtime.engine import load
+    from simokit.runtime import load
     from simokit.runtime.sinks import make_sinks
     from simokit.runtime.sources import open_source, require_cv2
     from simokit.runtime.stream import Stream

@@ -91,7 +91,7 @@ def test_build_then_inspect_and_run_the_bundle(
 ) -> None:
     import numpy as np
 
-    from simokit.runtime.engine import load
+    from simokit.runtime import load
 
     out = tmp_path / "bundle"
     assert (
@@ -134,7 +134,7 @@ def test_merge_with_adamerging_tap(cache: Path, tmp_path: Path) -> None:
 def test_build_routed_bundle_and_run_it(
     cache: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from simokit.runtime.engine import load
+    from simokit.runtime import load
     from simokit.runtime.routed import RoutedEngine
 
     out = tmp_path / "routed"
@@ -167,8 +167,8 @@ def test_build_routed_bundle_and_run_it(
 def test_build_routed_bundle_as_base_plus_low_rank_deltas(
     cache: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    from simokit.runtime import load
     from simokit.runtime.bundle import read_meta
-    from simokit.runtime.engine import load
 
     out = tmp_path / "routed"
     sets = [*_sets(), "--set", "routing.domains=[indoor, outdoor]", "--set", "routing.support=6"]

@@ -16,9 +16,9 @@ from simokit.calib.readers import prepare
 from simokit.data.arrays import SceneArrays
 from simokit.data.targets import channels_first
 from simokit.errors import DataError
-from simokit.profile.bench import time_calls
 from simokit.runtime.backends.ort import OrtEngine
 from simokit.runtime.bundle import BundleMeta
+from simokit.runtime.timing import time_calls
 from simokit.tasks.metrics import make_metric
 from simokit.tasks.score import Metrics, task_scores
 

@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from onnx import ModelProto
 
+from simokit.runtime.onnx_session import CPU, session_for
+
 # relative (to max(|x|, 1)): fused kernels reorder float32 sums (~1e-6), 10x under the export tolerance
 SLIM_TOLERANCE = 1e-5
 
@@ -53,11 +55,9 @@ def slim_model(model: ModelProto, example: np.ndarray, input_name: str) -> tuple
 
 def max_output_diff(a: ModelProto, b: ModelProto, feeds: dict[str, np.ndarray]) -> float:
     """Largest relative difference between two graphs' outputs on ONNX Runtime CPU."""
-    import onnxruntime as ort
-
     outs = []
     for model in (a, b):
-        session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        session = session_for(model.SerializeToString(), providers=CPU)
         outs.append(session.run(None, feeds))
     worst = 0.0
     for x, y in zip(*outs, strict=True):

@@ -22,6 +22,7 @@ import numpy as np
 from simokit.cache import publish_dir
 from simokit.errors import ConfigError
 from simokit.runtime.bundle import MODEL_FILE, BundleError, BundleMeta, read_meta
+from simokit.runtime.onnx_session import CPU, session_for
 from simokit.runtime.triton_io import (
     META_PARAMETER,
     example_shape,
@@ -145,12 +146,10 @@ def graph_io(path: Path, probe: np.ndarray | None = None) -> tuple[dict[str, IO]
     Declared dims may be symbolic (names); with `probe` (a batch for the single input), output
     dims are the shapes one run on it produces instead.
     """
-    import onnxruntime as ort  # the runtime dependency: reads IO without needing the onnx package
-
     names = {"tensor(uint8)": "uint8", "tensor(float)": "float32", "tensor(float16)": "float16"}
     names |= {"tensor(int32)": "int32", "tensor(int64)": "int64"}
+    sess = session_for(path, providers=CPU)  # ONNX Runtime reads IO without needing the onnx package
     try:
-        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         ran = sess.run(None, {sess.get_inputs()[0].name: probe}) if probe is not None else None
     except Exception as exc:  # ORT raises private exception types for unreadable graphs or bad feeds
         raise BundleError(f"{path}: ONNX Runtime cannot run it ({str(exc).splitlines()[0]})") from None

@@ -92,10 +92,10 @@ def verify_onnx(
     `session`: an open ONNX Runtime session to check instead of opening `onnx_path` (which then
     only names the graph in messages), e.g. one with weights overridden as a delta bundle does.
     """
-    import onnxruntime as ort
+    from simokit.runtime.onnx_session import CPU, session_for
 
     if session is None:
-        session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+        session = session_for(onnx_path, providers=CPU)
     writable = np.require(inputs, requirements=("C", "W"))  # torch cannot wrap read-only memory
     reference = ExportModule(model, spec).eval()(torch.from_numpy(writable))
     actual = session.run(list(spec.tasks), {INPUT_NAME: inputs})

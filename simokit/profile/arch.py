@@ -8,8 +8,8 @@ import torch
 
 from simokit.export.onnx import ExportModule, ExportSpec, export_onnx
 from simokit.models import HeadConfig, MultiTaskModel, build_encoder, build_head
-from simokit.profile.bench import LatencyStats, time_calls
 from simokit.profile.flops import vit_flops
+from simokit.runtime.timing import LatencyStats, time_calls
 from simokit.tasks import get_task
 
 

@@ -20,7 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from simokit.profile.bench import LatencyStats, matmul_peak_gflops, session, time_calls
+from simokit.profile.bench import matmul_peak_gflops
+from simokit.runtime.onnx_session import session_for
+from simokit.runtime.timing import LatencyStats, time_calls
 
 
 def _input_for(sess: Any, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
@@ -35,11 +37,12 @@ def _input_for(sess: Any, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
 _RSS_PROBE = """
 import sys
 import numpy as np
-from simokit.profile.bench import rss_mb, session
+from simokit.profile.bench import rss_mb
 from simokit.profile.compare import _input_for
+from simokit.runtime.onnx_session import session_for
 threads = int(sys.argv[1]) or None
 before = rss_mb()
-sessions = [session(p, threads) for p in sys.argv[2:]]
+sessions = [session_for(p, threads) for p in sys.argv[2:]]
 for s in sessions:
     s.run(None, _input_for(s, 1))
 print(rss_mb() - before)
@@ -88,10 +91,48 @@ def profile_graphs(
     """Latency, throughput, memory, sizes and achieved GFLOP/s; keys merged/separate/ratio/..."""
     merged_rss = sessions_rss_mb([merged], threads)
     experts_rss = sessions_rss_mb(list(experts.values()), threads)
-    merged_sess = session(merged, threads)
-    expert_sess = {t: session(p, threads) for t, p in experts.items()}
-    taking_turns = [session(p, threads, spin=False) for p in experts.values()]
-    result: dict[str, Any] = {"protocol": __doc__.split("\n\n")[1].replace("\n", " ") if __doc__ else ""}
+    by_batch = _time_batches(merged, experts, batches, threads, warmup, iters)
+    b1 = by_batch[str(batches[0])]
+    result: dict[str, Any] = {
+        "protocol": __doc__.split("\n\n")[1].replace("\n", " ") if __doc__ else "",
+        "merged": {
+            "p50_ms": b1["merged"]["p50_ms"],
+            "rss_mb": merged_rss,
+            "file_mb": merged.stat().st_size / 1e6,
+        },
+        "separate": {
+            "p50_ms": b1["separate"]["p50_ms"],
+            "alone_sum_p50_ms": b1["separate_alone_sum_p50_ms"],
+            "rss_mb": experts_rss,
+            "file_mb": sum(p.stat().st_size for p in experts.values()) / 1e6,
+        },
+        "ratio": b1["merged"]["p50_ms"] / b1["separate"]["p50_ms"],
+        "ratio_vs_alone_sum": b1["merged"]["p50_ms"] / b1["separate_alone_sum_p50_ms"],
+        "batches": by_batch,
+        "threads": threads,
+    }
+    peak, source = matmul_peak_gflops(threads=threads)
+    result["matmul_peak_gflops"] = {"value": peak, "measured_with": source}
+    if flops_per_image:
+        achieved = flops_per_image / (b1["merged"]["p50_ms"] / 1000.0) / 1e9 * int(batches[0])
+        result["flops_per_image"] = flops_per_image
+        result["merged"]["gflops_per_s"] = achieved
+        result["merged"]["fraction_of_peak"] = achieved / peak
+    return result
+
+
+def _time_batches(
+    merged: Path,
+    experts: dict[str, Path],
+    batches: tuple[int, ...],
+    threads: int | None,
+    warmup: int,
+    iters: int,
+) -> dict[str, Any]:
+    """{batch: merged, separate (taking turns), separate_spinning and each expert alone} as dicts."""
+    merged_sess = session_for(merged, threads)
+    expert_sess = {t: session_for(p, threads) for t, p in experts.items()}
+    taking_turns = [session_for(p, threads, spin=False) for p in experts.values()]
     by_batch: dict[str, Any] = {}
     for batch in batches:
         feed = _input_for(merged_sess, batch)
@@ -113,34 +154,7 @@ def profile_graphs(
             "separate_alone": {t: asdict(s) for t, s in alone.items()},
             "separate_alone_sum_p50_ms": sum(s.p50_ms for s in alone.values()),
         }
-    b1 = by_batch[str(batches[0])]
-    result.update(
-        {
-            "merged": {
-                "p50_ms": b1["merged"]["p50_ms"],
-                "rss_mb": merged_rss,
-                "file_mb": merged.stat().st_size / 1e6,
-            },
-            "separate": {
-                "p50_ms": b1["separate"]["p50_ms"],
-                "alone_sum_p50_ms": b1["separate_alone_sum_p50_ms"],
-                "rss_mb": experts_rss,
-                "file_mb": sum(p.stat().st_size for p in experts.values()) / 1e6,
-            },
-            "ratio": b1["merged"]["p50_ms"] / b1["separate"]["p50_ms"],
-            "ratio_vs_alone_sum": b1["merged"]["p50_ms"] / b1["separate_alone_sum_p50_ms"],
-            "batches": by_batch,
-            "threads": threads,
-        }
-    )
-    peak, source = matmul_peak_gflops(threads=threads)
-    result["matmul_peak_gflops"] = {"value": peak, "measured_with": source}
-    if flops_per_image:
-        achieved = flops_per_image / (b1["merged"]["p50_ms"] / 1000.0) / 1e9 * int(batches[0])
-        result["flops_per_image"] = flops_per_image
-        result["merged"]["gflops_per_s"] = achieved
-        result["merged"]["fraction_of_peak"] = achieved / peak
-    return result
+    return by_batch
 
 
 def table(result: dict[str, Any]) -> str:

@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from simokit.profile.bench import LatencyStats, time_calls
 from simokit.runtime.engine import Engine
 from simokit.runtime.routed import RoutedEngine
+from simokit.runtime.timing import LatencyStats, time_calls
 from simokit.runtime.triton_io import example_shape, input_dtype
 
 

@@ -182,15 +182,14 @@ def _share_router_weights(tmp: Path, images: np.ndarray, spec: ExportSpec) -> No
     """Point router.onnx's weights at base.onnx.data; its features must not change at all."""
     import json
 
-    import onnxruntime as ort
-
     from simokit.routing.delta_encode import DeltaError, share_base_weights
     from simokit.runtime.delta_decode import BASE_INDEX
+    from simokit.runtime.onnx_session import CPU, session_for
 
     x = input_layout(images, spec)
 
     def features() -> np.ndarray:
-        sess = ort.InferenceSession(str(tmp / ROUTER_GRAPH), providers=["CPUExecutionProvider"])
+        sess = session_for(tmp / ROUTER_GRAPH, providers=CPU)
         return np.asarray(sess.run(None, {sess.get_inputs()[0].name: x})[0])
 
     before = features()

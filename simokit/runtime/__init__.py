@@ -3,7 +3,7 @@
 `simokit.runtime.load(bundle)` is the one entry point to every backend.
 """
 
-from simokit.runtime.engine import load
+from simokit.runtime.loading import load
 from simokit.runtime.sources import Source, StreamError, open_source
 from simokit.runtime.stream import Stream
 from simokit.runtime.stream_types import Frame, Reconnect

@@ -1,27 +1,66 @@
-"""One table of runtime backends: what each needs installed and which precisions it can run.
+"""One table of runtime backends: what each needs installed, which precisions it runs, how it opens.
 
 `load()`, the CLI and the engine builder all look backends up here, so a backend's name, its
-install hint and its precisions are written once. Nothing here imports an optional library;
-`require()` only asks the import system whether one is present.
+install hint, its precisions and its engine are written once. Nothing here imports an optional
+library or a backend's module: `require()` only asks the import system whether a package is
+present, and a backend's opener is imported by name when a bundle is opened with it.
 """
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol, cast
 
 from simokit.errors import ConfigError
+
+if TYPE_CHECKING:
+    from simokit.runtime.bundle import BundleMeta
+    from simokit.runtime.engine import Engine
+
+
+class Opener(Protocol):
+    """Opens one bundle directory (neither routed nor a delta) with a backend."""
+
+    def __call__(
+        self, root: Path, meta: BundleMeta, *, threads: int | None, precision: str | None, cuda_graph: bool
+    ) -> Engine: ...
 
 
 @dataclass(frozen=True)
 class Backend:
-    """A runtime backend: needed packages (by pip name), how to install them, precisions."""
+    """A runtime backend: needed packages (by pip name), how to install them, precisions, its opener.
+
+    `opener` is "module:function" (an `Opener`), imported only when a bundle is opened with this
+    backend, so the runtime never imports a backend it does not run (the torch reference lives on
+    the build side). `routes`: a routed bundle opens as a router plus one engine per domain (else
+    the backend opens the bundle's own model). `deltas`: it decodes domains stored as weight deltas.
+    """
 
     name: str
     needs: tuple[str, ...]
     install: str
     precisions: tuple[str, ...]
     summary: str
+    opener: str
+    routes: bool = True
+    deltas: bool = False
+
+    def open(
+        self,
+        root: Path,
+        meta: BundleMeta,
+        *,
+        threads: int | None = None,
+        precision: str | None = None,
+        cuda_graph: bool = False,
+    ) -> Engine:
+        """The backend's engine on bundle `root`, through its opener."""
+        module, _, function = self.opener.partition(":")
+        opener = cast(Opener, getattr(importlib.import_module(module), function))
+        return opener(root, meta, threads=threads, precision=precision, cuda_graph=cuda_graph)
 
 
 # Each pip package -> importable module names, any one of which satisfies it (cuda-python moved
@@ -42,6 +81,8 @@ BACKENDS: dict[str, Backend] = {
             "pip install simokit (CPU) or 'simokit[gpu]' (CUDA)",
             ("fp32", "fp16", "int8-qdq"),
             "ONNX Runtime: CPU everywhere, CUDA where onnxruntime-gpu is installed",
+            "simokit.runtime.backends.ort:open_default",
+            deltas=True,
         ),
         Backend(
             "ort-tensorrt",
@@ -49,6 +90,7 @@ BACKENDS: dict[str, Backend] = {
             "an onnxruntime-gpu build with the TensorRT execution provider (JetPack's wheel on Jetson)",
             ("fp32", "fp16", "int8-qdq"),
             "ONNX Runtime's TensorRT execution provider; engine cache inside the bundle",
+            "simokit.runtime.backends.ort:open_tensorrt",
         ),
         Backend(
             "tensorrt",
@@ -56,6 +98,7 @@ BACKENDS: dict[str, Backend] = {
             "pip install 'simokit[trt]' (on a Jetson: TensorRT from JetPack, then pip install cuda-python)",
             ("fp32", "fp16", "int8", "int8-qdq"),
             "native TensorRT engine (model.engine) built on the target device",
+            "simokit.runtime.trt.runner:open_engine",
         ),
         Backend(
             "torch",
@@ -63,9 +106,14 @@ BACKENDS: dict[str, Backend] = {
             "pip install 'simokit[build]'",
             ("fp32",),
             "PyTorch eager reference on the CPU (bundle's merged.safetensors)",
+            "simokit.export.torch_engine:open_engine",
+            routes=False,
         ),
     )
 }
+# What `load()` and the CLI accept: a backend, or 'auto' (ONNX Runtime, CUDA where installed).
+AUTO = "auto"
+CHOICES = (AUTO, *BACKENDS)
 
 
 def backend(name: str) -> Backend:

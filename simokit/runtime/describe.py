@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from simokit.runtime.bundle import MODEL_FILE, BundleError, disk_bytes, read_meta
+from simokit.runtime.onnx_session import CPU, session_for
 
 
 def describe(path: Path) -> str:
@@ -95,12 +96,7 @@ def _graph_note(graph: dict[str, Any]) -> str:
 
 
 def _describe_onnx(path: Path) -> str:
-    import onnxruntime as ort
-
-    try:
-        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    except Exception as exc:  # ORT raises private exception types for unreadable graphs
-        raise BundleError(f"{path}: not a loadable ONNX model ({str(exc).splitlines()[0]})") from None
+    sess = session_for(path, providers=CPU)
     meta = sess.get_modelmeta().custom_metadata_map
     lines = [f"onnx: {path}  ({path.stat().st_size / 1e6:.1f} MB)"]
     lines += [f"input {i.name}: {i.type} {i.shape}" for i in sess.get_inputs()]

@@ -1,22 +1,19 @@
-"""The Engine every backend implements, and `load()` which picks one for a bundle (no torch here).
+"""The Engine every backend implements: frame pre-processing, the graph, post-processing (no torch).
 
 An engine takes camera frames as OpenCV delivers them (uint8 HxWx3 BGR, one image or a batch),
 resizes them to the model's input size, runs the graph and maps each output back to the frames'
 resolution: {task: (B, ...) array}, without the batch axis when one image went in.
+`simokit.runtime.load` (runtime/loading.py) opens the right engine for a bundle.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from pathlib import Path
 
 import numpy as np
 
-from simokit.errors import ConfigError, ShapeError
-from simokit.runtime.bundle import GRAPH_FILES, HOW_TO_ADD, BundleError, BundleMeta, is_delta, read_meta
-from simokit.runtime.capabilities import BACKENDS as CAPABILITIES
-
-BACKENDS = ("auto", *CAPABILITIES)
+from simokit.errors import ShapeError
+from simokit.runtime.bundle import BundleMeta
 
 
 class Engine(ABC):
@@ -53,81 +50,6 @@ class Engine(ABC):
     @abstractmethod
     def describe(self) -> str:
         """One line: backend, device and providers."""
-
-
-def load(
-    path: str | Path,
-    backend: str = "auto",
-    threads: int | None = None,
-    precision: str | None = None,
-    cuda_graph: bool = False,
-) -> Engine:
-    """Open a bundle with `backend` (table: simokit.runtime.capabilities).
-
-    'auto' = ONNX Runtime (CUDA if present); 'tensorrt' = the bundle's model.engine (build it on
-    the device with `simokit build-engine`); 'ort-tensorrt' = ONNX Runtime's TensorRT provider;
-    'torch' = the reference. `precision` (e.g. 'fp16') must be one the backend runs; for
-    'tensorrt' it must match the engine. `cuda_graph` replays CUDA graphs (tensorrt only).
-    A 'triton://HOST:PORT/MODEL' (or 'triton+grpc://...') path opens a served bundle instead.
-    A routed bundle (several domain engines, see simokit.routing.bundle) opens as a RoutedEngine.
-    """
-    if str(path).startswith(("triton:/", "triton+http:/", "triton+grpc:/")):  # Path() keeps one '/'
-        from simokit.runtime.backends.triton import open_url
-
-        return open_url(str(path), backend)
-    if backend not in BACKENDS:
-        raise ConfigError(f"unknown backend '{backend}'; choose from {', '.join(BACKENDS)}")
-    allowed = CAPABILITIES["onnxruntime" if backend == "auto" else backend].precisions
-    if precision is not None and precision not in allowed:
-        raise ConfigError(f"backend '{backend}' runs {', '.join(allowed)}, not '{precision}'")
-    meta = read_meta(path)
-    if is_delta(meta):  # weight deltas decode into ONNX Runtime only: say so now, not at the first frame
-        _check_delta_backend(Path(path), backend, precision)
-    if "routing" in meta.extra and backend != "torch":
-        from simokit.runtime.routed import RoutedEngine
-
-        def open_engine(sub: Path) -> Engine:
-            return load(sub, backend, threads, precision, cuda_graph)
-
-        return RoutedEngine(Path(path), meta, open_engine, threads)
-    if is_delta(meta):  # a domain stored as base graph + weight delta
-        return _open_delta(Path(path), meta, threads)
-    if backend == "torch":
-        from simokit.runtime.backends.torch import TorchEngine
-
-        return TorchEngine(Path(path), meta)
-    if backend == "tensorrt":
-        from simokit.runtime.trt.runner import TrtEngine
-
-        return TrtEngine(Path(path), meta, cuda_graph=cuda_graph, precision=precision)
-    from simokit.runtime.backends.ort import OrtEngine
-
-    if backend == "ort-tensorrt":  # TensorRT builds its own FP16/INT8 engine from the FP32 graph
-        return OrtEngine(Path(path), meta, threads=threads, route="tensorrt", fp16=precision == "fp16")
-    graph = GRAPH_FILES[precision or "fp32"]
-    if not (Path(path) / graph).is_file():
-        raise BundleError(
-            f"{path}: no {graph} for precision '{precision}'; add it with {HOW_TO_ADD[precision or 'fp32']}"
-        )
-    return OrtEngine(Path(path), meta, threads=threads, graph=graph)
-
-
-def _check_delta_backend(path: Path, backend: str, precision: str | None) -> None:
-    if backend not in ("auto", "onnxruntime") or (precision or "fp32") != "fp32":
-        raise BundleError(
-            f"{path}: domains stored as weight deltas run on onnxruntime in fp32 only, not {backend} "
-            f"{precision or 'fp32'}; rebuild with routing.delta: none for TensorRT or other precisions"
-        )
-
-
-def _open_delta(path: Path, meta: BundleMeta, threads: int | None) -> Engine:
-    """A domain stored as a weight delta: the base graph with the domain's weights decoded in."""
-    from simokit.runtime.backends.ort import OrtEngine
-    from simokit.runtime.delta_decode import domain_initializers
-
-    base = meta.extra["delta"]["base"]  # the base graph, relative to this domain's folder
-    initializers = domain_initializers((path / base).parent, path)
-    return OrtEngine(path, meta, threads=threads, graph=base, initializers=initializers)
 
 
 def normalize_nchw(rgb: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:

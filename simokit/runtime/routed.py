@@ -17,6 +17,7 @@ import numpy as np
 
 from simokit.runtime.bundle import BundleError, BundleMeta
 from simokit.runtime.engine import Engine
+from simokit.runtime.onnx_session import CPU, session_for
 from simokit.runtime.router import Hysteresis, SubspaceRouter
 
 
@@ -26,21 +27,13 @@ class RoutedEngine(Engine):
     backend = "routed"
 
     def __init__(self, root: Path, meta: BundleMeta, open_engine: Any, threads: int | None = None) -> None:
-        import onnxruntime as ort
-
         self.meta, self.root, self.open_engine = meta, root, open_engine
         routing = meta.extra["routing"]
         try:
             self.router = SubspaceRouter.load(root / routing["router"]["bases"])
-            opts = ort.SessionOptions()
-            if threads:
-                opts.intra_op_num_threads = threads
             # The router runs just before an engine on the same cores: threads left spinning after
             # its run took the cores from the engine (1 frame, 2 threads: 6.9 ms routed vs 2.1 ms)
-            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            self.features = ort.InferenceSession(
-                str(root / routing["router"]["graph"]), opts, providers=["CPUExecutionProvider"]
-            )
+            self.features = session_for(root / routing["router"]["graph"], threads, CPU, spin=False)
         except (OSError, KeyError, ValueError) as exc:
             raise BundleError(f"{root}: routing section or router files unusable ({exc})") from None
         self.hysteresis = Hysteresis(float(routing.get("margin", 0.0)))

@@ -27,7 +27,8 @@ import numpy as np
 
 from simokit.cache import cache_root
 from simokit.errors import ConfigError, SimokitError
-from simokit.runtime.engine import Engine, load
+from simokit.runtime.engine import Engine
+from simokit.runtime.loading import load
 from simokit.runtime.serve_env import (
     check_ports,
     require_pytriton,

@@ -11,7 +11,7 @@ import pytest
 from calib_helpers import frames
 
 from simokit.cli import main
-from simokit.runtime.engine import load
+from simokit.runtime import load
 
 
 def _listing(folder: Path) -> dict[str, bytes]:

@@ -11,8 +11,8 @@ from calib_helpers import SIZE, frames
 from simokit.calib.frames import NYUv2Images, SceneSplit, open_frames
 from simokit.calib.readers import OrtCalibReader, load_calib_set, subset_indices
 from simokit.errors import ConfigError, DataError
+from simokit.runtime import load
 from simokit.runtime.bundle import read_meta
-from simokit.runtime.engine import load
 from simokit.runtime.sources import CaptureSource, FolderSource
 
 

@@ -18,8 +18,8 @@ from simokit.errors import ConfigError, ShapeError
 from simokit.export.bundle import write_bundle
 from simokit.export.onnx import ExportSpec
 from simokit.models import MultiTaskModel
+from simokit.runtime import load
 from simokit.runtime.bundle import BundleError
-from simokit.runtime.engine import load
 
 TASKS = ("seg", "depth", "normal")
 
@@ -110,7 +110,7 @@ def test_runtime_works_without_torch(bundle: Path) -> None:
     code = (
         "import sys, numpy as np\n"
         "sys.modules['torch'] = None  # any 'import torch' now fails\n"
-        "from simokit.runtime.engine import load\n"
+        "from simokit.runtime import load\n"
         f"out = load({str(bundle)!r}).infer(np.zeros((56, 56, 3), np.uint8))\n"
         "print(sorted(out), 'torch' in sys.modules and sys.modules['torch'] is not None)\n"
     )

@@ -110,7 +110,7 @@ def test_bundle_with_fp16_and_dynamic_size(
 def test_runtime_runs_the_fp16_graph_on_request(
     graph: tuple[Path, ExportSpec, MultiTaskModel], tmp_path: Path
 ) -> None:
-    from simokit.runtime.engine import load
+    from simokit.runtime import load
 
     _, _, model = graph
     spec = ExportSpec(TASKS, 56, 56, input_kind="uint8", fp16=True)

@@ -9,8 +9,8 @@ import pytest
 
 from simokit.cli import main
 from simokit.models import VARIANTS
-from simokit.profile.bench import time_calls
 from simokit.profile.flops import vit_flops
+from simokit.runtime.timing import time_calls
 
 
 def test_vits14_flops_match_the_known_count() -> None:
@@ -62,13 +62,13 @@ def test_profile_arch_cli_writes_json_and_plot(tmp_path: Path, capsys: pytest.Ca
 
 def test_sessions_taking_turns_do_not_spin(tmp_path: Path) -> None:
     from simokit.profile.arch import export_arch
-    from simokit.profile.bench import session
+    from simokit.runtime.onnx_session import session_for
 
     merged, _, _ = export_arch("vitnano14", 56, ("seg",), tmp_path)
     key = "session.intra_op.allow_spinning"
-    assert session(merged, 1, spin=False).get_session_options().get_session_config_entry(key) == "0"
+    assert session_for(merged, 1, spin=False).get_session_options().get_session_config_entry(key) == "0"
     with pytest.raises(RuntimeError, match="does not have configuration"):  # ORT's default: spinning
-        session(merged, 1).get_session_options().get_session_config_entry(key)
+        session_for(merged, 1).get_session_options().get_session_config_entry(key)
 
 
 def test_profile_needs_a_target() -> None:

@@ -20,9 +20,9 @@ from simokit.routing.bundle import write_routed_bundle
 from simokit.routing.compress import compress_delta
 from simokit.routing.delta_encode import EXACT, DeltaError, encode_domain, save_delta, write_base
 from simokit.routing.fit import build_router
+from simokit.runtime import load
 from simokit.runtime.bundle import BundleError, read_meta, require_graph
 from simokit.runtime.delta_decode import decode, domain_initializers, matrix_shape
-from simokit.runtime.engine import load
 from simokit.runtime.routed import RoutedEngine
 from tests.routing.test_routed import TASKS, _frames
 

@@ -13,8 +13,8 @@ from simokit.export.onnx import ExportSpec
 from simokit.models import HeadConfig, MultiTaskModel, build_encoder, build_head
 from simokit.routing.bundle import write_routed_bundle
 from simokit.routing.fit import RouterFeatures, build_router, router_features
+from simokit.runtime import load
 from simokit.runtime.bundle import is_routed
-from simokit.runtime.engine import load
 from simokit.runtime.routed import RoutedEngine
 
 TASKS = ("seg", "depth")

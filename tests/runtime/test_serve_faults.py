@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from serve_helpers import Server, start_serve
 
-from simokit.runtime.engine import load
+from simokit.runtime import load
 
 MAX_BATCH = 4
 ATOL = 1e-4  # batch 1 vs batch 4 in ONNX Runtime differ in the last float bits

@@ -16,8 +16,7 @@ import pytest
 from stream_helpers import FRAME_HW, FakeLive, SlowEngine, count_frames, write_video
 
 from simokit.cli import main
-from simokit.runtime import Frame, Reconnect, Stream, StreamError
-from simokit.runtime.engine import load
+from simokit.runtime import Frame, Reconnect, Stream, StreamError, load
 from simokit.runtime.sinks import RecordSink, Visualizer
 
 FAST = Reconnect(attempts=3, delay=0.001, max_delay=0.004)

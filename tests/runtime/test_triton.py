@@ -14,9 +14,9 @@ import pytest
 from simokit.cli import main
 from simokit.errors import ConfigError
 from simokit.export.triton import TritonOptions, export_triton
-from simokit.runtime.backends.triton import TritonError, parse_url
+from simokit.runtime import load
+from simokit.runtime.backends.triton import TritonError, is_triton_url, parse_url
 from simokit.runtime.bundle import BundleError, read_meta
-from simokit.runtime.engine import load
 from simokit.runtime.serve_env import check_numpy, libpython_dir, server_library_path
 from simokit.runtime.triton_io import META_PARAMETER, meta_from_config
 
@@ -139,6 +139,23 @@ def test_triton_urls_parse(url: str, want: tuple[object, ...]) -> None:
 def test_bad_triton_urls_are_named_errors(url: str) -> None:
     with pytest.raises(ConfigError, match=r"(?i)triton"):
         parse_url(url)
+
+
+@pytest.mark.parametrize(
+    ("text", "want"),
+    [
+        ("triton://h:8000/m", True),
+        ("triton+grpc://h/m", True),
+        ("triton+http://h/m", True),
+        (Path("triton://h:8000/m"), True),  # pathlib eats one '/'
+        ("tritonbundle", False),  # a bundle directory whose name starts with 'triton'
+        ("triton_out/bundle", False),
+        ("http://h/m", False),
+        ("bundles/triton://x", False),
+    ],
+)
+def test_one_check_tells_urls_from_bundle_paths(text: str | Path, want: bool) -> None:
+    assert is_triton_url(text) is want
 
 
 def test_load_routes_urls_and_explains_failures(monkeypatch: pytest.MonkeyPatch) -> None:

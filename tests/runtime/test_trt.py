@@ -23,10 +23,10 @@ from simokit.cli import main
 from simokit.errors import ConfigError, ShapeError
 from simokit.export.bundle import write_bundle
 from simokit.export.onnx import ExportSpec
+from simokit.runtime import load
 from simokit.runtime.backends.ort import TRT_CACHE_DIR, trt_provider_options
 from simokit.runtime.bundle import BundleError, read_meta
 from simokit.runtime.capabilities import BACKENDS, installed, require
-from simokit.runtime.engine import load
 from simokit.runtime.trt import ENGINE_FILE, SIDECAR_FILE, cuda
 from simokit.runtime.trt.options import BuildOptions
 from simokit.runtime.trt.precision import has_qdq, onnx_node_of, plan_fp32

@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 
 from simokit.errors import ShapeError
+from simokit.runtime import load
 from simokit.runtime.bundle import BundleError
-from simokit.runtime.engine import load
 from simokit.runtime.trt import ENGINE_FILE, cuda
 from simokit.runtime.trt.sidecar import EngineInfo, file_sha256, write_sidecar
 

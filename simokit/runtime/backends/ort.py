@@ -12,11 +12,11 @@ from typing import Any
 
 import numpy as np
 
-from simokit.runtime.bundle import MODEL_FILE, BundleError, BundleMeta
+from simokit.runtime.bundle import GRAPH_FILES, HOW_TO_ADD, MODEL_FILE, BundleError, BundleMeta
 from simokit.runtime.capabilities import backend as backend_entry
 from simokit.runtime.engine import Engine
+from simokit.runtime.onnx_session import PREFERRED, session_for
 
-PREFERRED = ("CUDAExecutionProvider", "CPUExecutionProvider")
 TRT_PROVIDER = "TensorrtExecutionProvider"
 TRT_CACHE_DIR = "ort-trt-cache"
 ROUTES = ("default", "tensorrt")
@@ -37,24 +37,12 @@ class OrtEngine(Engine):
         graph: str = MODEL_FILE,
         initializers: dict[str, np.ndarray] | None = None,
     ) -> None:
-        import onnxruntime as ort
-
         self.meta = meta
-        opts = ort.SessionOptions()
-        if threads:
-            opts.intra_op_num_threads = threads
-        if initializers:
-            # The all-level layout pass (NCHWc) rewrites Conv weights from the graph's own values
-            # before overrides apply, so a patch embedding would keep the base weights: seen as
-            # wrong outputs in the build's verification. Extended level: same speed on ViT graphs.
-            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-        # ORT reads overridden weights in place (no copy): keep the arrays alive with the session
-        self._overrides = [ort.OrtValue.ortvalue_from_numpy(a) for a in (initializers or {}).values()]
-        for name, value in zip(initializers or {}, self._overrides, strict=True):
-            opts.add_initializer(name, value)
-        available = ort.get_available_providers()
-        providers: list[Any] = [p for p in PREFERRED if p in available]
+        providers: list[Any] | None = None  # session_for's default: CUDA where installed, then CPU
         if route == "tensorrt":
+            import onnxruntime as ort
+
+            available = ort.get_available_providers()
             if TRT_PROVIDER not in available:
                 entry = backend_entry("ort-tensorrt")
                 raise BundleError(
@@ -62,14 +50,9 @@ class OrtEngine(Engine):
                     f"install {entry.install}"
                 )
             self.backend = "ort-tensorrt"
-            providers.insert(0, (TRT_PROVIDER, trt_provider_options(root, meta, fp16)))
-        self.providers = [p if isinstance(p, str) else p[0] for p in providers]
-        try:
-            self.session = ort.InferenceSession(str(root / graph), opts, providers=providers)
-        except Exception as exc:  # ORT raises its own private exception types for bad graphs
-            raise BundleError(
-                f"{root / graph}: ONNX Runtime cannot load it ({str(exc).splitlines()[0]})"
-            ) from None
+            providers = [(TRT_PROVIDER, trt_provider_options(root, meta, fp16)), *PREFERRED]
+        self.session = session_for(root / graph, threads, providers, initializers=initializers)
+        self.providers = list(self.session.get_providers())
         names = [o.name for o in self.session.get_outputs()]
         if names != list(meta.tasks):
             raise BundleError(f"{root}: graph outputs {names} differ from meta.json tasks {list(meta.tasks)}")
@@ -81,6 +64,25 @@ class OrtEngine(Engine):
     def describe(self) -> str:
         """Backend and the execution providers in use."""
         return f"onnxruntime ({', '.join(self.session.get_providers())})"
+
+
+def open_default(
+    root: Path, meta: BundleMeta, *, threads: int | None, precision: str | None, cuda_graph: bool
+) -> OrtEngine:
+    """The 'onnxruntime' opener: the bundle's graph for `precision` (model.onnx for FP32)."""
+    graph = GRAPH_FILES[precision or "fp32"]
+    if not (root / graph).is_file():
+        raise BundleError(
+            f"{root}: no {graph} for precision '{precision}'; add it with {HOW_TO_ADD[precision or 'fp32']}"
+        )
+    return OrtEngine(root, meta, threads=threads, graph=graph)
+
+
+def open_tensorrt(
+    root: Path, meta: BundleMeta, *, threads: int | None, precision: str | None, cuda_graph: bool
+) -> OrtEngine:
+    """The 'ort-tensorrt' opener: TensorRT builds its own FP16/INT8 engine from the FP32 graph."""
+    return OrtEngine(root, meta, threads=threads, route="tensorrt", fp16=precision == "fp16")
 
 
 def trt_provider_options(root: Path, meta: BundleMeta, fp16: bool) -> dict[str, str]:

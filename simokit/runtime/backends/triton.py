@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 import threading
 from dataclasses import dataclass
+from os import PathLike
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -58,12 +59,21 @@ class TritonURL:
         return f"{scheme}://{self.address}/{self.model}" + (f"/{self.version}" if self.version else "")
 
 
+def is_triton_url(text: str | PathLike[str]) -> bool:
+    """True when `text` names a served bundle (a scheme in SCHEMES), not a bundle directory.
+
+    The one check for it: `load()` and the CLI ask this, and `parse_url` then validates the rest.
+    """
+    scheme, sep, _ = str(text).partition(":/")
+    return scheme in SCHEMES and bool(sep)
+
+
 def parse_url(url: str) -> TritonURL:
     """'triton://host:8000/model[/version]' -> TritonURL; anything malformed raises ConfigError."""
     text = str(url)
-    scheme, sep, rest = text.partition(":/")
-    if scheme not in SCHEMES or not sep:
+    if not is_triton_url(text):
         raise ConfigError(f"'{text}' is not a Triton URL; use triton://HOST:PORT/MODEL or triton+grpc://...")
+    scheme, _, rest = text.partition(":/")
     parts = urlsplit(f"{scheme}://{rest.lstrip('/')}")  # pathlib.Path('triton://h/m') keeps one '/'
     path = [p for p in parts.path.split("/") if p]
     usage = f"'{text}': expected {scheme}://HOST[:PORT]/MODEL[/VERSION]"

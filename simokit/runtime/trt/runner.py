@@ -204,5 +204,12 @@ class TrtEngine(Engine):
             self._closed = True
 
 
+def open_engine(
+    root: Path, meta: BundleMeta, *, threads: int | None, precision: str | None, cuda_graph: bool
+) -> TrtEngine:
+    """The 'tensorrt' opener: the bundle's model.engine, whose precision must match `precision`."""
+    return TrtEngine(root, meta, cuda_graph=cuda_graph, precision=precision)
+
+
 def _dims(dims: trt.Dims) -> tuple[int, ...]:
     return tuple(int(dims[i]) for i in range(len(dims)))

@@ -1,6 +1,9 @@
 """PyTorch reference engine: runs the bundle's merged checkpoint with the same pre/post-processing.
 
 For checking the ONNX and TensorRT engines against the model they came from; needs the build extra.
+It lives on the build side: `load(bundle, backend="torch")` reaches it through the backend table
+(simokit.runtime.capabilities) by name, so the robot-side runtime never imports it. PyTorch and the
+model code are imported when an engine is made, so a robot without them gets a one-line error.
 """
 
 from __future__ import annotations
@@ -54,3 +57,10 @@ class TorchEngine(Engine):
     def describe(self) -> str:
         """Backend and device."""
         return "torch (CPU, eager)"
+
+
+def open_engine(
+    root: Path, meta: BundleMeta, *, threads: int | None, precision: str | None, cuda_graph: bool
+) -> TorchEngine:
+    """The 'torch' opener: the bundle's merged checkpoint (FP32, CPU; threads are torch's own)."""
+    return TorchEngine(root, meta)
