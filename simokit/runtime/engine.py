@@ -14,6 +14,7 @@ import numpy as np
 
 from simokit.errors import ShapeError
 from simokit.runtime.bundle import BundleMeta
+from simokit.tasks.spec import TASKS, Resize, resize_rule
 
 
 class Engine(ABC):
@@ -83,12 +84,14 @@ def _resize_output(task: str, value: np.ndarray, size: tuple[int, int]) -> np.nd
         return value
     cv2 = _cv2("outputs must be mapped back to the frame size")
     h, w = size
-    if value.ndim == 3:  # class labels: nearest neighbour keeps them valid ids
+    # (B, H, W) outputs are label maps; a task the table lacks (a newer bundle) is resized linearly
+    rule = resize_rule(task, labels=value.ndim == 3) if task in TASKS or value.ndim == 3 else Resize.LINEAR
+    if rule == Resize.NEAREST:
         return np.stack([cv2.resize(v, (w, h), interpolation=cv2.INTER_NEAREST) for v in value])
     out = np.stack(
         [np.stack([cv2.resize(c, (w, h), interpolation=cv2.INTER_LINEAR) for c in v]) for v in value]
     )
-    if task == "normal":
+    if rule == Resize.LINEAR_UNIT:
         out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-6)
     return out
 

@@ -7,6 +7,7 @@ nodes TensorRT cannot take run on CUDA, then CPU.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +37,9 @@ class OrtEngine(Engine):
         fp16: bool = False,
         graph: str = MODEL_FILE,
         initializers: dict[str, np.ndarray] | None = None,
+        providers: Sequence[Any] | None = None,
     ) -> None:
-        self.meta = meta
-        providers: list[Any] | None = None  # session_for's default: CUDA where installed, then CPU
+        self.meta = meta  # providers None: session_for's default, CUDA where installed, then CPU
         if route == "tensorrt":
             import onnxruntime as ort
 
@@ -50,7 +51,7 @@ class OrtEngine(Engine):
                     f"install {entry.install}"
                 )
             self.backend = "ort-tensorrt"
-            providers = [(TRT_PROVIDER, trt_provider_options(root, meta, fp16)), *PREFERRED]
+            providers = [(TRT_PROVIDER, trt_provider_options(root, meta, fp16)), *(providers or PREFERRED)]
         self.session = session_for(root / graph, threads, providers, initializers=initializers)
         self.providers = list(self.session.get_providers())
         names = [o.name for o in self.session.get_outputs()]
