@@ -23,3 +23,7 @@ class DataError(SimokitError):
 
 class ShapeError(SimokitError):
     """An input tensor or image has a shape the model cannot take."""
+
+
+class BundleError(SimokitError):
+    """A bundle directory is missing, incomplete, altered or from an incompatible simokit."""

@@ -28,6 +28,7 @@ from simokit.calib.trt_cache import CACHE_FILE
 from simokit.data.arrays import SceneArrays
 from simokit.errors import ConfigError
 from simokit.runtime.bundle import INT8_FILE, META_FILE, MODEL_FILE, BundleMeta, read_meta
+from simokit.runtime.manifest import record_files
 
 FP16_FILE = "model.fp16.onnx"
 REPORT_FILE = "calib_report.md"
@@ -113,6 +114,7 @@ def calibrate_bundle(bundle: Path, opts: CalibOptions) -> CalibResult:
             record["calib_cache"] = CACHE_FILE
         published = [_publish(src, bundle / name) for name, src in files.items()]
         _update_meta(bundle / META_FILE, record)
+        record_files(bundle, list(files))
     return CalibResult(bundle, [*published, bundle / META_FILE], report, record)
 
 

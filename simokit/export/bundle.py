@@ -18,10 +18,16 @@ import simokit
 from simokit.cache import atomic_path, publish_dir
 from simokit.export.fp16 import convert_fp16
 from simokit.export.onnx import INPUT_NAME, ExportSpec, export_onnx
-from simokit.export.verify import FP16_LABEL_AGREEMENT, FP16_TOLERANCE, VerifyReport, verify_onnx
+from simokit.export.verify import (
+    FP16_LABEL_AGREEMENT,
+    FP16_TOLERANCE,
+    VerifyReport,
+    verify_onnx,
+)
 from simokit.models import MultiTaskModel
 from simokit.runtime.bundle import FP16_FILE, META_FILE, MODEL_FILE, BundleMeta, InputSpec
 from simokit.runtime.engine import normalize_nchw
+from simokit.runtime.manifest import record_files
 from simokit.tasks.spec import OutputKind, output_kind
 
 
@@ -88,6 +94,7 @@ def write_bundle(
             + "\n\n".join(f"{_title(name, r)}\n\n{r.table()}" for name, r in reports)
             + "\n"
         )
+        record_files(tmp)
         publish_dir(tmp, final)
     finally:
         if tmp.exists():

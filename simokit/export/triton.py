@@ -22,6 +22,7 @@ import numpy as np
 from simokit.cache import publish_dir
 from simokit.errors import ConfigError
 from simokit.runtime.bundle import MODEL_FILE, BundleError, BundleMeta, read_meta
+from simokit.runtime.manifest import record_files
 from simokit.runtime.onnx_session import CPU, session_for
 from simokit.runtime.triton_io import (
     META_PARAMETER,
@@ -106,6 +107,7 @@ def export_triton(bundle: str | Path, repo: str | Path, opts: TritonOptions) -> 
         shutil.copyfile(source, tmp / "1" / PLATFORMS[opts.backend][1])
         shutil.copyfile(root / "meta.json", tmp / "meta.json")
         (tmp / CONFIG_FILE).write_text(model_config(meta, name, opts))
+        record_files(tmp)  # the repository's own files, not the bundle's
         publish_dir(tmp, final)
     finally:
         if tmp.exists():

@@ -32,6 +32,7 @@ from simokit.routing.fit import RouterFeatures
 from simokit.runtime.backends.ort import OrtEngine
 from simokit.runtime.bundle import META_FILE, MODEL_FILE, disk_bytes, read_meta
 from simokit.runtime.delta_decode import DELTA_FILE
+from simokit.runtime.manifest import record_files
 from simokit.runtime.router import SubspaceRouter
 
 ROUTER_GRAPH = "router.onnx"
@@ -96,6 +97,7 @@ def write_routed_bundle(
         routing["storage"] = storage
         meta.extra["routing"] = routing
         (tmp / META_FILE).write_text(meta.to_json())
+        record_files(tmp)
         publish_dir(tmp, final)
     finally:
         if tmp.exists():

@@ -1,7 +1,8 @@
 """The bundle contract, read on the robot: a directory with model.onnx and meta.json (no torch).
 
 meta.json keys: format, tasks, input {name, kind, layout, height, width, mean, std}, outputs
-{task: {dtype, shape, kind}}, classes, palette, and free-form provenance (merge recipe, fit
+{task: {dtype, shape, kind}}, classes, palette, files {path: {bytes, sha256}} (see manifest.py;
+sizes are checked whenever a bundle is read), and free-form provenance (merge recipe, fit
 statistics, verification, source hashes, tool versions) that the runtime does not interpret.
 """
 
@@ -12,7 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from simokit.errors import SimokitError
+# Re-exported (`X as X`): every bundle reader imports BundleError and META_FILE from here.
+from simokit.errors import BundleError as BundleError
+from simokit.runtime.manifest import FILES_KEY, check_sizes
+from simokit.runtime.manifest import META_FILE as META_FILE
 
 BUNDLE_FORMAT = 1
 MODEL_FILE = "model.onnx"
@@ -21,13 +25,6 @@ INT8_FILE = "model.int8.onnx"
 # ONNX graph per precision for ONNX Runtime; written by `simokit build --fp16` and `simokit calib`
 GRAPH_FILES = {"fp32": MODEL_FILE, "fp16": FP16_FILE, "int8-qdq": INT8_FILE}
 HOW_TO_ADD = {"fp16": "simokit build --fp16", "int8-qdq": "simokit calib BUNDLE --data ..."}
-META_FILE = "meta.json"
-
-
-class BundleError(SimokitError):
-    """A bundle directory is missing, incomplete or from an incompatible simokit."""
-
-
 @dataclass(frozen=True)
 class InputSpec:
     """The graph's input: name, 'uint8' (B, H, W, 3) RGB or 'float' (B, 3, H, W) normalised."""
@@ -77,6 +74,7 @@ def read_meta(path: str | Path) -> BundleMeta:
     meta = parse_meta(meta_path.read_text(), str(meta_path))
     if not (root / MODEL_FILE).is_file() and not is_delta(meta):
         raise BundleError(f"{root}: incomplete bundle (needs {MODEL_FILE} and {META_FILE}); rebuild it")
+    check_sizes(root, meta.extra.get(FILES_KEY))
     return meta
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from simokit.runtime.bundle import MODEL_FILE, BundleError, disk_bytes, read_meta
+from simokit.runtime.manifest import FILES_KEY, files_line
 from simokit.runtime.onnx_session import CPU, session_for
 
 
@@ -28,6 +29,7 @@ def describe(path: Path) -> str:
             else f"(B, 3, {meta.input.height}, {meta.input.width}) normalised"
         )
         + (" (any size in multiples of 14; this is the default)" if meta.input.dynamic_hw else ""),
+        files_line(path, meta.extra.get(FILES_KEY)),
     ]
     for precision, graph in meta.extra.get("graphs", {}).items():
         lines.append(f"graph {precision}: {graph['file']} {_graph_note(graph)}")

@@ -14,8 +14,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from simokit.runtime.bundle import META_FILE, BundleError
+from simokit.errors import BundleError
 
+META_FILE = "meta.json"
 FILES_KEY = "files"
 _CHUNK = 1 << 20
 
@@ -78,3 +79,30 @@ def verify_hashes(root: Path, files: dict[str, dict[str, Any]] | None) -> list[s
         elif (got := sha256_file(path)) != entry["sha256"]:
             bad.append(f"{rel}: sha256 {got[:12]}... differs from the recorded {entry['sha256'][:12]}...")
     return bad
+
+
+def verify_folder(root: Path) -> int:
+    """Check every file `root`/meta.json records, bytes and SHA-256; BundleError naming each that differs.
+
+    Works on bundles, routed bundles (the table covers the domain folders) and Triton model
+    directories alike. Returns how many files were checked.
+    """
+    meta_path = root / META_FILE
+    try:
+        files = json.loads(meta_path.read_text()).get(FILES_KEY)
+    except (OSError, ValueError, AttributeError) as exc:
+        raise BundleError(f"{meta_path}: unreadable ({type(exc).__name__}); copy the bundle again") from None
+    if not files:
+        raise BundleError(f"{root}: meta.json records no file hashes (an older bundle); rebuild it")
+    bad = verify_hashes(root, files)
+    if bad:
+        raise BundleError(f"{root}: {len(bad)} file(s) differ from meta.json: " + "; ".join(bad))
+    return len(files)
+
+
+def files_line(root: Path, files: dict[str, dict[str, Any]] | None) -> str:
+    """One line for `simokit inspect`: how many files are recorded and that their sizes match."""
+    if not files:
+        return "files: no sizes or hashes recorded (an older bundle)"
+    total = sum(int(e["bytes"]) for e in files.values())
+    return f"files: {len(files)} recorded ({total / 1e6:.1f} MB), sizes match; --verify checks SHA-256"

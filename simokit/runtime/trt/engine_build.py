@@ -19,6 +19,7 @@ from simokit.cache import atomic_path
 from simokit.errors import ConfigError
 from simokit.runtime.bundle import BundleError, BundleMeta, read_meta
 from simokit.runtime.capabilities import require
+from simokit.runtime.manifest import record_files
 from simokit.runtime.trt import ENGINE_FILE, SIDECAR_FILE
 from simokit.runtime.trt.config import Log, apply_plan, attach_timing_cache, configure, plan_summary, set_flag
 from simokit.runtime.trt.options import BuildOptions
@@ -162,3 +163,4 @@ def _publish(root: Path, data: bytes, info: EngineInfo) -> None:
     with atomic_path(root / ENGINE_FILE) as engine_tmp, atomic_path(root / SIDECAR_FILE) as side_tmp:
         engine_tmp.write_bytes(data)
         side_tmp.write_text(sidecar_json(info))
+    record_files(root, [ENGINE_FILE, SIDECAR_FILE])
