@@ -20,13 +20,39 @@ from simokit.export.bundle import write_bundle
 from simokit.export.onnx import ExportSpec, export_onnx
 from simokit.models.checkpoint import load_checkpoint, model_from_checkpoint
 from simokit.pipeline.domains import DomainResult
-from simokit.pipeline.merging import MergeOutputs, file_sha256
+from simokit.pipeline.merging import MergeOutputs, file_sha256, merge_and_report
 from simokit.pipeline.study import Row, row_summary
 from simokit.profile.flops import vit_flops
 from simokit.recipe import PipelineConfig
 from simokit.runtime.bundle import read_meta
 from simokit.tasks import get_task
-from simokit.train.pipeline import Splits
+from simokit.train.pipeline import Splits, ensure_experts, load_data
+
+
+def check_build_request(cfg: PipelineConfig, backend: str, fp16: bool, dynamic_size: bool) -> None:
+    """Refuse a build whose result could not be used, before the long work rather than after it."""
+    if backend == "tensorrt":
+        from simokit.runtime.capabilities import require
+
+        require("tensorrt")
+        if dynamic_size:
+            raise SimokitError("--dynamic-size needs size ranges: use simokit build-engine --height/--width")
+    if cfg.routing.domains and cfg.routing.delta != "none" and (fp16 or backend == "tensorrt"):
+        raise SimokitError(
+            f"routing.delta={cfg.routing.delta} stores FP32 weight deltas that only ONNX Runtime opens; "
+            "drop --fp16 / --backend tensorrt, or build with --set routing.delta=none"
+        )
+
+
+def build_merged_bundle(
+    cfg: PipelineConfig, out: Path, spec: ExportSpec, verify_images: int = 8, progress: bool = True
+) -> tuple[Path, Row]:
+    """The recipe's experts (cached) -> the merge study (cached) -> a verified bundle at `out`."""
+    splits = load_data(cfg, progress=progress, merge=True)
+    base, experts = ensure_experts(cfg, splits, progress=progress)
+    with tempfile.TemporaryDirectory() as work:
+        merged = merge_and_report(cfg.merge, base, experts, splits, Path(work), cfg.eval_batch, progress)
+        return build_bundle(out, merged, base, experts, splits, spec, verify_images)
 
 
 def build_bundle(

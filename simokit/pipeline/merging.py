@@ -13,6 +13,7 @@ import numpy as np
 
 from simokit.cache import atomic_path, cache_root, config_key
 from simokit.config import to_dict
+from simokit.errors import SimokitError
 from simokit.merge.inputs import load_inputs
 from simokit.merge.learned.coefficients import AdaMergingParams
 from simokit.merge.select import pick
@@ -33,6 +34,12 @@ class MergeOutputs:
     report: Path
     plots: list[Path]
     result: StudyResult
+
+
+def check_merge_request(base: str | None, experts: list[str] | None) -> None:
+    """Given checkpoints come as a base and its experts together; neither means the recipe's."""
+    if bool(base) != bool(experts):
+        raise SimokitError("give both --base and --experts, or neither (then the recipe's experts are used)")
 
 
 def merge_and_report(

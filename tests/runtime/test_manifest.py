@@ -91,5 +91,5 @@ def test_triton_repository_records_its_own_files(bundle: Path, tmp_path: Path) -
     assert sorted(files) == ["1/model.onnx", "config.pbtxt"]
     assert verify_folder(model_dir) == 2
     (model_dir / "config.pbtxt").write_text("max_batch_size: 64\n")
-    with pytest.raises(BundleError, match="config.pbtxt"):
+    with pytest.raises(BundleError, match=r"config\.pbtxt"):
         verify_folder(model_dir)

@@ -1,0 +1,74 @@
+"""`simokit build`: experts in, one verified ONNX bundle out (optionally its TensorRT engine too)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from simokit.cli.groups import add_config_args, from_args, pipeline_config
+
+HELP = "experts -> merged, re-aligned, verified ONNX bundle"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """build's flags: --out, the graph's layout and precision, the backend, and the recipe."""
+    p.add_argument("--out", required=True, help="bundle directory to write (replaced atomically)")
+    p.add_argument(
+        "--input",
+        choices=["uint8", "float"],
+        default="uint8",
+        help="graph input: uint8 (B,H,W,3) RGB with normalisation inside, or float (B,3,H,W)",
+    )
+    p.add_argument("--seg-output", choices=["logits", "labels"], default="logits")
+    p.add_argument("--verify-images", type=int, default=8, help="test images for torch-vs-ONNX verification")
+    p.add_argument(
+        "--dynamic-size",
+        action="store_true",
+        help="graph takes any height/width (multiples of 14), not just the recipe's",
+    )
+    p.add_argument(
+        "--fp16", action="store_true", help="also write model.fp16.onnx (LayerNorm/Softmax kept in FP32)"
+    )
+    p.add_argument("--no-slim", action="store_true", help="skip onnxslim graph simplification")
+    p.add_argument(
+        "--backend",
+        choices=["onnxruntime", "tensorrt"],
+        default="onnxruntime",
+        help="tensorrt: also build model.engine on this GPU (FP16 with --fp16); default: ONNX only",
+    )
+    add_config_args(p, file_argument=True)
+
+
+def handle(args: argparse.Namespace) -> int:
+    """Experts in, one verified ONNX bundle out: merge (cached), re-align, export, verify, publish."""
+    from simokit.export.onnx import ExportSpec
+    from simokit.pipeline.build import build_merged_bundle, build_routed_bundle, check_build_request
+
+    cfg = pipeline_config(args)
+    check_build_request(cfg, args.backend, fp16=args.fp16, dynamic_size=args.dynamic_size)
+    size = cfg.data.size
+    spec = from_args(
+        ExportSpec,
+        args,
+        tasks=cfg.experts.tasks,
+        height=size,
+        width=size,
+        input_kind=args.input,
+        dynamic_hw=args.dynamic_size,
+        slim=not args.no_slim,
+    )
+    if cfg.routing.domains:  # several domains: one engine per domain behind a SiM router
+        routed, res = build_routed_bundle(cfg, Path(args.out), spec, args.verify_images, not args.quiet)
+        print((routed / "routing_report.md").read_text())
+        domains = ", ".join(res.router.domains)
+        print(f"routed bundle: {routed}  (domains {domains}, router block {res.router.block})")
+        return 0
+    out, row = build_merged_bundle(cfg, Path(args.out), spec, args.verify_images, not args.quiet)
+    print(f"bundle: {out}  ({row.name}, test score {row.score:.3f})")
+    if args.backend == "tensorrt":
+        from simokit.runtime.trt.engine_build import build_engine
+        from simokit.runtime.trt.options import BuildOptions
+
+        info = build_engine(out, BuildOptions(fp16=args.fp16))
+        print(f"engine: {out / 'model.engine'}  (TensorRT {info.tensorrt}, {info.precision}, {info.gpu})")
+    return 0
