@@ -20,9 +20,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         required=True,
         help="0 (camera index), /dev/video0, video.mp4, rtsp://..., gst:<pipeline>, csi://0 or a folder",
     )
-    p.add_argument(
-        "--backend", choices=CHOICES, default="auto", help="engine backend (default: %(default)s)"
-    )
+    p.add_argument("--backend", choices=CHOICES, default="auto", help="engine backend (default: %(default)s)")
     add_threads(p)
     p.add_argument("--width", type=int, default=0, help="camera width to request (default: driver's)")
     p.add_argument("--height", type=int, default=0, help="camera height to request (default: driver's)")
@@ -37,6 +35,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=10,
         help="re-open attempts (back-off 0.5 s doubling to 8 s) when a live source drops; -1 = forever",
     )
+    p.add_argument("--verify", action="store_true", help="check every bundle file's SHA-256 before starting")
     add_quiet(p, help="no periodic statistics, only the summary")
 
 
@@ -57,6 +56,10 @@ def handle(args: argparse.Namespace) -> int:
     if not logging.getLogger().handlers:
         level = logging.WARNING if args.quiet else logging.INFO
         logging.basicConfig(level=level, format="simokit run: %(message)s")
+    if args.verify:
+        from simokit.runtime.manifest import verify_folder
+
+        print(f"files: {verify_folder(Path(args.bundle))} verified (size and SHA-256)", flush=True)
     source = open_source(args.source, args.width, args.height, args.fps)
     engine = load(Path(args.bundle), backend=args.backend, threads=args.threads)
     reconnect = Reconnect(attempts=args.reconnect_attempts)

@@ -32,7 +32,7 @@ from simokit.routing.fit import RouterFeatures
 from simokit.runtime.backends.ort import OrtEngine
 from simokit.runtime.bundle import META_FILE, MODEL_FILE, disk_bytes, read_meta
 from simokit.runtime.delta_decode import DELTA_FILE
-from simokit.runtime.manifest import record_files
+from simokit.runtime.manifest import FILES_KEY, record_files
 from simokit.runtime.router import SubspaceRouter
 
 ROUTER_GRAPH = "router.onnx"
@@ -159,6 +159,7 @@ def _write_deltas(
         )
         save_delta(encoded, folder / DELTA_FILE)
         meta = read_meta(full / domain)
+        meta.extra.pop(FILES_KEY, None)  # the full graph's table; the routed bundle's lists the deltas
         meta.extra["delta"] = {"base": f"../../{BASE_GRAPH}", "encodings": encoded["counts"]}
         # the engine, not only its session: it owns the decoded weights ORT reads in place
         engine = OrtEngine(

@@ -25,6 +25,8 @@ INT8_FILE = "model.int8.onnx"
 # ONNX graph per precision for ONNX Runtime; written by `simokit build --fp16` and `simokit calib`
 GRAPH_FILES = {"fp32": MODEL_FILE, "fp16": FP16_FILE, "int8-qdq": INT8_FILE}
 HOW_TO_ADD = {"fp16": "simokit build --fp16", "int8-qdq": "simokit calib BUNDLE --data ..."}
+
+
 @dataclass(frozen=True)
 class InputSpec:
     """The graph's input: name, 'uint8' (B, H, W, 3) RGB or 'float' (B, 3, H, W) normalised."""

@@ -212,11 +212,35 @@ def test_delta_bundles_refuse_what_they_cannot_run(delta_bundle: tuple[Path, dic
     ):
         with pytest.raises(BundleError, match="fp32 only"):
             load(root / where, **kwargs)  # type: ignore[arg-type]
+    import json
     import shutil
 
     broken = tmp_path / "broken"
     shutil.copytree(root, broken)
     (broken / "domains" / "warm" / "delta.npz").write_bytes(b"not an npz")
+    meta = json.loads((broken / "meta.json").read_text())
+    del meta["files"]  # without the file table (older bundles) the decoder itself names the file
+    (broken / "meta.json").write_text(json.dumps(meta))
     engine = load(broken)
     with pytest.raises(BundleError, match=r"delta\.npz: not a readable weight delta"):
         engine.infer(_frames("warm", 1, seed=5)[0], bgr=False)
+
+
+def test_delta_bundle_records_every_file_and_names_a_truncated_delta(
+    delta_bundle: tuple[Path, dict], tmp_path: Path
+) -> None:
+    import json
+    import shutil
+
+    from simokit.runtime.bundle import BundleError
+    from simokit.runtime.manifest import verify_folder
+
+    copy = Path(shutil.copytree(delta_bundle[0], tmp_path / "copy"))
+    files = json.loads((copy / "meta.json").read_text())["files"]
+    deltas = [f for f in files if f.endswith(".npz")]
+    assert deltas and any(f.endswith("base.onnx.data") for f in files)
+    assert verify_folder(copy) == len(files)
+    victim = copy / deltas[0]
+    victim.write_bytes(victim.read_bytes()[:-100])
+    with pytest.raises(BundleError, match=deltas[0].replace(".", r"\.") + r": \d+ bytes, but"):
+        load(copy)

@@ -93,3 +93,25 @@ def test_triton_repository_records_its_own_files(bundle: Path, tmp_path: Path) -
     (model_dir / "config.pbtxt").write_text("max_batch_size: 64\n")
     with pytest.raises(BundleError, match=r"config\.pbtxt"):
         verify_folder(model_dir)
+
+
+def test_inspect_and_run_verify_name_the_altered_file(
+    bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["inspect", str(bundle), "--verify"]) == 0
+    assert "verified against meta.json" in capsys.readouterr().out
+    graph = bundle / "model.onnx"
+    data = bytearray(graph.read_bytes())
+    data[-10] ^= 0xFF
+    graph.write_bytes(bytes(data))
+    assert main(["inspect", str(bundle)]) == 0  # sizes match: only the hashes can tell
+    capsys.readouterr()
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for argv in (
+        ["inspect", str(bundle), "--verify"],
+        ["run", str(bundle), "--source", str(frames), "--headless", "--verify"],
+    ):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "model.onnx: sha256" in err[0], err
