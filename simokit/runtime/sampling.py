@@ -66,17 +66,21 @@ class SampledSource:
         try:
             for index in wanted:
                 target = index * self.every
+                if position > target:  # consumed already: an unreadable file before it was skipped
+                    continue
                 while position < target and self.source.skip():
                     position += 1
                 frame = self.source.read() if position == target else None
                 if frame is None:
                     break
-                position += 1
+                # a folder skips unreadable files inside read(): its own count says where it stands
+                position = getattr(self.source, "position", position + 1)
                 got += 1
                 yield np.ascontiguousarray(frame[..., ::-1]) if self.rgb else frame
         finally:
             self.source.close()
-        if got != len(wanted):
+        lost = len(getattr(self.source, "unreadable", ()))
+        if got == 0 or got + lost < len(wanted):
             raise DataError(
                 f"{self.source.uri}: only {got} of {len(wanted)} frames decoded on the second pass"
             )

@@ -13,7 +13,7 @@ from simokit.calib.readers import OrtCalibReader, load_calib_set, subset_indices
 from simokit.errors import ConfigError, DataError
 from simokit.runtime import load
 from simokit.runtime.bundle import read_meta
-from simokit.runtime.sources import CaptureSource, FolderSource
+from simokit.runtime.sources import CaptureSource, FolderSource, StreamError
 
 
 def test_subset_is_deterministic_sorted_and_checked() -> None:
@@ -79,12 +79,27 @@ def test_image_folder_errors(tmp_path: Path, image_folder: Path, bundles: dict[s
     cv2.imwrite(str(gray / "a.png"), np.zeros((SIZE, SIZE), np.uint8))
     with pytest.raises(DataError, match=r"1-channel uint8 image; calibration needs 8-bit 3-channel"):
         load_calib_set(open_frames(str(gray), n=1), read_meta(bundles["uint8"]), n=1, progress=False)
-    (image_folder / "broken.png").write_bytes(b"not a png")
-    source = open_frames(str(image_folder), n=13)
-    with pytest.raises(DataError, match=r"broken\.png: cannot be read as an image"):
-        load_calib_set(source, read_meta(bundles["uint8"]), n=13, progress=False)
     with pytest.raises(DataError, match="not found"):
         open_frames(str(tmp_path / "missing"), n=1)
+
+
+def test_unreadable_images_are_skipped_and_a_folder_of_none_is_an_error(
+    tmp_path: Path, image_folder: Path, bundles: dict[str, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    good = sum(1 for p in image_folder.rglob("*.png"))
+    (image_folder / "aa_broken.jpg").write_bytes(b"\xff\xd8 a JPEG cut off on its way")
+    source = open_frames(str(image_folder), n=good + 1)
+    with caplog.at_level("WARNING"):
+        data = load_calib_set(source, read_meta(bundles["uint8"]), n=good + 1, progress=False)
+    assert len(data.inputs) == good
+    warnings = [r.getMessage() for r in caplog.records if "unreadable" in r.getMessage()]
+    assert len(warnings) == 1 and "aa_broken.jpg" in warnings[0]
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for name in ("a.jpg", "b.png"):
+        (bad / name).write_bytes(b"garbage")
+    with pytest.raises(StreamError, match=r"none of the 2 image file\(s\) read could be decoded"):
+        load_calib_set(open_frames(str(bad), n=2), read_meta(bundles["uint8"]), n=2, progress=False)
 
 
 def test_video_every_kth_frame(tmp_path: Path, bundles: dict[str, Path]) -> None:
