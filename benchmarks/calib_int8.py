@@ -10,7 +10,7 @@ alive at a time.
 Part 2 (accuracy): `simokit calib` itself on a copy of the demo bundle, scored on the embedded test
 split; per-task normalised drop against the bundle's FP32 graph.
 
-Goal (issue 7): INT8 >= 1.5x faster than FP32 for ViT-S/14, demo mean drop <= 1 point, no task > 2.
+Goal: INT8 >= 1.5x faster than FP32 for ViT-S/14, demo mean drop <= 1 point, no task > 2.
 
     python benchmarks/calib_int8.py [--bundle simokit-demo/bundle] [--threads 2] [--json out.json]
 """

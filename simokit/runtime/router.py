@@ -1,4 +1,4 @@
-"""SiM routing (seed 003), robot side: pick a domain per input by projection residual (numpy only).
+"""SiM routing, robot side: pick a domain per input by its projection residual onto SVD subspaces (numpy).
 
 Each domain is represented by the top singular directions of features of a few support images
 (the span they occupy in feature space). A new input's features are projected onto each domain's

@@ -2,7 +2,7 @@
 
 Stage 1 trains a freshly initialised head on the frozen base encoder (linear probing); stage 2
 fine-tunes head and encoder together. Stage 2's learning rate and length set how far the expert
-drifts from the base, which is what makes naive merging misalign (see FIELD_NOTES).
+drifts from the base, which is what makes naive merging misalign.
 """
 
 from __future__ import annotations
