@@ -44,6 +44,19 @@ def atomic_path(final: Path) -> Iterator[Path]:
             tmp.unlink()
 
 
+@contextmanager
+def staged_dir(final: Path) -> Iterator[Path]:
+    """A temporary directory beside `final`, published onto it if the block succeeds, else removed."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    try:
+        yield tmp
+        publish_dir(tmp, final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+
+
 def publish_dir(tmp: Path, final: Path) -> None:
     """Move a finished temporary directory (a bundle, a model repository) to `final`, replacing an old one."""
     # The old copy is moved aside first, so at most for a moment neither name is complete on disk;

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 import simokit
-from simokit.cache import atomic_path, publish_dir
+from simokit.cache import atomic_path, staged_dir
 from simokit.export.fp16 import convert_fp16
 from simokit.export.onnx import INPUT_NAME, ExportSpec, export_onnx
 from simokit.export.verify import (
@@ -62,9 +61,7 @@ def write_bundle(
     import onnx
 
     final = Path(out)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
-    try:
+    with staged_dir(final) as tmp:
         reports, graphs = export_graphs(model, spec, tmp, verify_images)
         report = reports[0][1]
         meta = BundleMeta(
@@ -95,10 +92,6 @@ def write_bundle(
             + "\n"
         )
         record_files(tmp)
-        publish_dir(tmp, final)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     return final
 
 

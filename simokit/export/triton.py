@@ -11,7 +11,6 @@ model directory is assembled beside its final name and renamed into place. Needs
 from __future__ import annotations
 
 import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from simokit.cache import publish_dir
+from simokit.cache import staged_dir
 from simokit.errors import ConfigError
 from simokit.runtime.bundle import MODEL_FILE, BundleError, BundleMeta, read_meta
 from simokit.runtime.manifest import record_files
@@ -100,18 +99,12 @@ def export_triton(bundle: str | Path, repo: str | Path, opts: TritonOptions) -> 
     name = opts.name or root.resolve().name
     source = _model_source(root, opts)
     final = Path(repo) / name
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=final.parent))
-    try:
+    with staged_dir(final) as tmp:
         (tmp / "1").mkdir()
         shutil.copyfile(source, tmp / "1" / PLATFORMS[opts.backend][1])
         shutil.copyfile(root / "meta.json", tmp / "meta.json")
         (tmp / CONFIG_FILE).write_text(model_config(meta, name, opts))
         record_files(tmp)  # the repository's own files, not the bundle's
-        publish_dir(tmp, final)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     return final
 
 

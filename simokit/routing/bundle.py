@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from torch import nn
 
-from simokit.cache import publish_dir
+from simokit.cache import staged_dir
 from simokit.errors import ConfigError
 from simokit.export.bundle import input_layout, write_bundle
 from simokit.export.onnx import ExportSpec, InputAdapter, export_module, export_onnx
@@ -69,9 +68,7 @@ def write_routed_bundle(
     if deltas and spec.fp16:
         raise ConfigError("routing.delta stores fp32 graphs only; build without --fp16")
     final = Path(out)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
-    try:
+    with staged_dir(final) as tmp:
         full = tmp / ".full" if deltas else tmp / "domains"
         for domain, model in engines.items():
             write_bundle(full / domain, model, spec, verify_images[domain], **(write_kwargs or {}))
@@ -98,10 +95,6 @@ def write_routed_bundle(
         meta.extra["routing"] = routing
         (tmp / META_FILE).write_text(meta.to_json())
         record_files(tmp)
-        publish_dir(tmp, final)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     return final
 
 
