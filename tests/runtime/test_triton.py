@@ -83,7 +83,7 @@ def test_config_parses_and_matches_the_onnx_graph(bundle: Path, tmp_path: Path) 
     assert groups == [(2, "KIND_AUTO")]
     assert (out / "1" / "model.onnx").read_bytes() == (bundle / "model.onnx").read_bytes()
     repo_meta, bundle_meta = (json.loads((d / "meta.json").read_text()) for d in (out, bundle))
-    assert sorted(repo_meta.pop("files")) == ["1/model.onnx", "config.pbtxt"]  # its own files, not the bundle's
+    assert sorted(repo_meta.pop("files")) == ["1/model.onnx", "config.pbtxt"]  # its own, not the bundle's
     bundle_meta.pop("files")
     assert repo_meta == bundle_meta
     param = {META_PARAMETER: {"string_value": config.parameters[META_PARAMETER].string_value}}
