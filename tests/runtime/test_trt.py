@@ -255,11 +255,9 @@ def _fake_engine(root: Path, precision: str = "fp16", dla: int | None = None) ->
 
 @pytest.fixture()
 def copy(bundle: Path, tmp_path: Path) -> Path:
-    root = tmp_path / "b"
-    root.mkdir()
-    for name in ("model.onnx", "meta.json"):
-        (root / name).write_bytes((bundle / name).read_bytes())
-    return root
+    import shutil
+
+    return Path(shutil.copytree(bundle, tmp_path / "b"))  # whole: meta.json lists every file
 
 
 def test_sidecar_round_trip(copy: Path) -> None:
