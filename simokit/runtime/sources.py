@@ -2,8 +2,9 @@
 
 `open_source("0")` is camera 0, `/dev/video0` a V4L2 device, `rtsp://...` (also rtmp/http) a network
 stream, `gst:<pipeline>` a GStreamer pipeline ending in appsink, `csi://0` a Jetson CSI camera (through
-nvarguscamerasrc), and anything else a video file or a folder of images. Sources are not opened until
-`open()`; OpenCV is imported only then, so the module stays importable on machines without it.
+nvarguscamerasrc), `robot.mcap` an image topic of a ROS 2 bag (simokit.runtime.ros.bag), and anything else
+a video file or a folder of images. Sources are not opened until `open()`; OpenCV is imported only then,
+so the module stays importable on machines without it. Source itself is in simokit.runtime.source_base.
 Finite sources (files, folders) can also be counted and skipped through: simokit.runtime.sampling reads
 a chosen subset of their frames by index, as calibration does.
 """
@@ -12,51 +13,19 @@ from __future__ import annotations
 
 import logging
 import re
-from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from simokit.errors import DataError, SimokitError
+from simokit.errors import DataError
+from simokit.runtime.source_base import Source, StreamError, require_cv2
 
 log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 NETWORK_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
 # Network reads otherwise block for FFmpeg's default (~30 s) when a stream stalls, delaying reconnects.
 NETWORK_TIMEOUT_MS = 5000
-
-
-class StreamError(SimokitError):
-    """A frame source cannot be opened, or a live source was lost and could not be re-opened."""
-
-
-class Source(ABC):
-    """Where frames come from: open() may raise StreamError; read() gives BGR uint8 or None when done."""
-
-    uri: str
-    live: bool  # cameras and network streams: keep only the newest frame, re-open when they drop
-    fps: float = 0.0  # nominal rate when known (used for recordings), else 0
-
-    @abstractmethod
-    def open(self) -> None:
-        """Open (or re-open) the source; raise StreamError naming the URI when that fails."""
-
-    @abstractmethod
-    def read(self) -> np.ndarray | None:
-        """Next (H, W, 3) uint8 BGR frame; None at end of file or when a live source dropped."""
-
-    @abstractmethod
-    def close(self) -> None:
-        """Release the device or file; safe to call twice."""
-
-    def skip(self) -> bool:
-        """Move past the next frame without returning it; False at the end (overridden where cheaper)."""
-        return self.read() is not None
-
-    def count(self) -> int | None:
-        """Frames an opened finite source holds when known without reading them, else None."""
-        return None
 
 
 class CaptureSource(Source):
@@ -230,11 +199,19 @@ def _read_strict(cv2: Any, path: Path) -> np.ndarray | None:
     return np.asarray(image)
 
 
-def open_source(uri: str | int | Source, width: int = 0, height: int = 0, fps: float = 0.0) -> Source:
-    """Parse a URI into an (unopened) Source; width/height/fps are requests to cameras."""
+def open_source(
+    uri: str | int | Source, width: int = 0, height: int = 0, fps: float = 0.0, topic: str | None = None
+) -> Source:
+    """Parse a URI into an (unopened) Source; width/height/fps are requests to cameras, topic to bags."""
     if isinstance(uri, Source):
         return uri
     text = str(uri).strip()
+    if text.lower().endswith(".mcap"):
+        from simokit.runtime.ros.bag import BagSource
+
+        return BagSource(text, Path(text).expanduser(), topic)
+    if topic:
+        raise StreamError(f"--topic {topic}: only ROS 2 bags (.mcap) have topics; '{text}' is not one")
     request = (width, height, fps)
     if text.isdigit():
         return CaptureSource(text, int(text), "CAP_ANY", True, request)
@@ -256,7 +233,7 @@ def open_source(uri: str | int | Source, width: int = 0, height: int = 0, fps: f
         return CaptureSource(text, str(path), "CAP_ANY", False)
     raise StreamError(
         f"cannot open source '{text}': no such file or folder (cameras: 0 or /dev/video0; "
-        "streams: rtsp://...; GStreamer: gst:<pipeline>)"
+        "streams: rtsp://...; GStreamer: gst:<pipeline>; ROS 2 bags: robot.mcap)"
     )
 
 
@@ -271,12 +248,3 @@ def _csi_pipeline(uri: str, width: int, height: int, fps: float) -> str:
         f"framerate={r}/1 ! nvvidconv ! video/x-raw,format=BGRx ! videoconvert ! video/x-raw,format=BGR "
         "! appsink drop=true max-buffers=1"
     )
-
-
-def require_cv2(what: str) -> Any:
-    """The cv2 module, or StreamError saying `what` needs OpenCV and how to install it."""
-    try:
-        import cv2
-    except ImportError:
-        raise StreamError(f"{what} needs OpenCV: pip install 'simokit[cv]' (or JetPack's OpenCV)") from None
-    return cv2
