@@ -20,6 +20,7 @@ from simokit.runtime.ros.outputs import (
     NewestSlot,
     label_map_message,
     output_messages,
+    output_topics,
     palette_array,
 )
 from simokit.runtime.sources import StreamError
@@ -137,6 +138,7 @@ def test_outputs_become_stamped_images_per_task_kind() -> None:
     np.testing.assert_array_equal(image_array(decoded["normal"]), np.moveaxis(normal, 0, -1))
     assert all(FrameHeader.from_msg(m.header) == HEADER for m in decoded.values())
     assert CameraInfo.from_msg(decoded["camera_info"]) == INFO
+    assert output_topics(("seg", "depth", "normal")) == [(t, d) for t, d, _ in messages]
 
 
 def test_outputs_at_another_size_scale_camera_info_and_keep_unit_normals() -> None:

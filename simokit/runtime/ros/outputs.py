@@ -69,6 +69,15 @@ def output_messages(
     return messages
 
 
+def output_topics(tasks: tuple[str, ...]) -> list[tuple[str, str]]:
+    """(topic, ROS type) of everything output_messages() can publish for `tasks`, camera_info included."""
+    topics: list[tuple[str, str]] = []
+    for task in tasks:
+        parts = ("labels", "color") if colour_of(task).labels else ("",)
+        topics += [(f"{task}/{part}".rstrip("/"), IMAGE) for part in parts]
+    return [*topics, ("camera_info", CAMERA_INFO)]
+
+
 def _resize(m: np.ndarray, size: tuple[int, int], labels: bool) -> np.ndarray:
     """One map at `size`: labels nearest (never invent classes), values linear, unit vectors renormalised."""
     cv2 = require_cv2("resizing outputs")
