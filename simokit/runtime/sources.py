@@ -2,9 +2,10 @@
 
 `open_source("0")` is camera 0, `/dev/video0` a V4L2 device, `rtsp://...` (also rtmp/http) a network
 stream, `gst:<pipeline>` a GStreamer pipeline ending in appsink, `csi://0` a Jetson CSI camera (through
-nvarguscamerasrc), `robot.mcap` an image topic of a ROS 2 bag (simokit.runtime.ros.bag), and anything else
-a video file or a folder of images. Sources are not opened until `open()`; OpenCV is imported only then,
-so the module stays importable on machines without it. Source itself is in simokit.runtime.source_base.
+nvarguscamerasrc), `robot.mcap` (or a rosbag2 folder) an image topic of a ROS 2 bag (see
+simokit.runtime.ros.bag), and anything else a video file or a folder of images. Sources are not opened
+until `open()`; OpenCV is imported only then, so the module stays importable on machines without it.
+Source itself is in simokit.runtime.source_base.
 Finite sources (files, folders) can also be counted and skipped through: simokit.runtime.sampling reads
 a chosen subset of their frames by index, as calibration does.
 """
@@ -206,7 +207,7 @@ def open_source(
     if isinstance(uri, Source):
         return uri
     text = str(uri).strip()
-    if text.lower().endswith(".mcap"):
+    if text.lower().endswith(".mcap") or (Path(text).expanduser() / "metadata.yaml").is_file():
         from simokit.runtime.ros.bag import BagSource
 
         return BagSource(text, Path(text).expanduser(), topic)

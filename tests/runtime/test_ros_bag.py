@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,7 @@ pytest.importorskip("mcap_ros2", reason="needs mcap-ros2-support (pip install 's
 
 import cv2
 from ros_helpers import bgr_to_yuv422, read_bag, write_bag
+from stream_helpers import write_video
 
 from simokit.cli import main
 from simokit.runtime import load, open_source
@@ -21,6 +24,7 @@ from simokit.runtime.ros.header import CameraInfo, FrameHeader
 from simokit.runtime.ros.msgdefs import CAMERA_INFO, COMPRESSED_IMAGE, IMAGE, STRING
 from simokit.runtime.ros.outputs import palette_array
 from simokit.runtime.sampling import SampledSource
+from simokit.runtime.sources import StreamError
 
 N = 4
 START = 1_700_000_000 * 10**9
@@ -183,3 +187,34 @@ def test_bags_are_counted_and_sampled_like_videos(recorded: tuple[Path, dict[str
     source.close()
     assert stamps == sorted(stamps) and len(stamps) == N  # log-time order, whatever the order in the file
     assert source.fps == pytest.approx(10.0)
+
+
+def test_a_rosbag2_folder_is_read_through_its_one_mcap_file(
+    recorded: tuple[Path, dict[str, Any]], tmp_path: Path
+) -> None:
+    folder = tmp_path / "rosbag2_run"
+    folder.mkdir()
+    (folder / "metadata.yaml").write_text("rosbag2_bagfile_information: {}\n")
+    with pytest.raises(
+        StreamError, match=r"a rosbag2 folder with one \.mcap file is read; found no \.mcap file"
+    ):
+        open_source(str(folder), topic=_topic("bgr8")).open()
+    shutil.copy(recorded[0], folder / "run_0.mcap")
+    source = open_source(str(folder), topic=_topic("bgr8"))
+    source.open()
+    assert source.count() == N and source.read() is not None
+    source.close()
+
+
+def test_camera_frames_recorded_to_a_bag_carry_their_capture_time(
+    stream_bundle: Path, scene_frames: np.ndarray, tmp_path: Path
+) -> None:
+    video, out = write_video(tmp_path / "in.mp4", scene_frames[:3]), tmp_path / "out.mcap"
+    before = time.time_ns()
+    argv = ["run", str(stream_bundle), "--source", str(video), "--record", str(out), "--headless", "--quiet"]
+    assert main(argv) == 0
+    depth = [(msg.header, log_time) for topic, _, msg, log_time in read_bag(out) if topic == "/simokit/depth"]
+    stamps = [FrameHeader.from_msg(h).stamp_ns for h, _ in depth]
+    assert len(stamps) == 3 and before <= stamps[0] <= stamps[-1] <= time.time_ns()
+    assert [log_time for _, log_time in depth] == stamps  # logged at the stamp: no input log time to keep
+    assert {h.frame_id for h, _ in depth} == {"camera"}

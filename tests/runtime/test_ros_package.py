@@ -53,7 +53,10 @@ def test_launch_file_starts_that_executable_with_remappable_topics() -> None:
     launch = PACKAGE / "launch" / "simokit.launch.py"
     (node,) = _calls(launch, "Node")
     kw = {k.arg: k.value for k in node.keywords}
-    assert ast.literal_eval(kw["package"]) == "simokit_ros" and ast.literal_eval(kw["executable"]) == "simokit_node"
+    assert (
+        ast.literal_eval(kw["package"]) == "simokit_ros"
+        and ast.literal_eval(kw["executable"]) == "simokit_node"
+    )
     remapped = {ast.literal_eval(t.elts[0]) for t in kw["remappings"].elts}  # type: ignore[attr-defined]
     assert remapped == {"image", "image/compressed", "camera_info"}
     declared = {ast.literal_eval(c.args[0]) for c in _calls(launch, "DeclareLaunchArgument")}

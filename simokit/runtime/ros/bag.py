@@ -1,8 +1,9 @@
 """ROS 2 bags (MCAP) as a frame source: one image topic's frames in log-time order, headers kept.
 
-`open_source("robot.mcap", topic="/camera/image_raw")` reads sensor_msgs/Image or CompressedImage
-messages; each frame's header (stamp, frame_id), log time and the latest camera_info published next to
-the image topic (`<namespace>/camera_info`) travel with it as Source.header. The bag is finite: the
+`open_source("robot.mcap", topic="/camera/image_raw")` (or the rosbag2 folder holding that file) reads
+sensor_msgs/Image or CompressedImage messages; each frame's header (stamp, frame_id), log time and the
+latest camera_info published next to the image topic (`<namespace>/camera_info`) travel with it as
+Source.header. The bag is finite: the
 stream keeps every frame in order, and calibration can count and sample it like a video.
 """
 
@@ -37,6 +38,24 @@ def camera_info_topic(image_topic: str) -> str:
     return base.rpartition("/")[0] + "/camera_info"
 
 
+def bag_file(path: Path, uri: str) -> Path:
+    """The MCAP file of `path`: the file itself, or the one .mcap file of a rosbag2 folder."""
+    if not path.is_dir():
+        if not path.is_file():
+            raise StreamError(f"cannot open source '{uri}': no such bag")
+        return path
+    files = sorted(path.glob("*.mcap"))
+    if len(files) != 1:
+        found = (
+            ", ".join(f.name for f in files)
+            or "no .mcap file (sqlite3 bags: convert with `ros2 bag convert`)"
+        )
+        raise StreamError(
+            f"cannot open source '{uri}': a rosbag2 folder with one .mcap file is read; found {found}"
+        )
+    return files[0]
+
+
 class BagSource(Source):
     """The frames of one image topic of an MCAP bag (not live: nothing dropped, order kept)."""
 
@@ -57,8 +76,9 @@ class BagSource(Source):
         make_reader, factory = require_mcap(f"source '{self.uri}'")
         self.close()
         self._factory, self._decoders = factory(), {}
+        path = bag_file(self.path, self.uri)
         try:
-            self._file = open(self.path, "rb")  # noqa: SIM115 (kept open until close())
+            self._file = open(path, "rb")  # noqa: SIM115 (kept open until close())
             reader = make_reader(self._file)
             summary = reader.get_summary()
         except Exception as exc:  # the mcap library raises its own types for damaged files
