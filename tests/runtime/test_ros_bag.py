@@ -163,6 +163,10 @@ def test_a_missing_topic_lists_the_image_topics(
     assert "/bgr8_cam/image_raw (Image, 4 messages)" in err
     assert "/png_cam/image_raw/compressed (CompressedImage, 4 messages)" in err
     assert "/status" not in err and "camera_info" not in err
+    with pytest.raises(
+        StreamError, match="has several image topics; pass --topic; its image topics: /bgr8_cam"
+    ):
+        open_source(str(recorded[0])).open()
 
 
 def test_topic_is_for_bags_only(stream_bundle: Path, capsys: pytest.CaptureFixture[str]) -> None:

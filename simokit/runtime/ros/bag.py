@@ -112,10 +112,13 @@ class BagSource(Source):
         if self.topic in images or (self.topic is None and len(images) == 1):
             return self.topic or next(iter(images))
         listed = ", ".join(
-            f"{t} ({kind.rpartition('/')[2]}, {n} messages)" for t, (kind, n) in images.items()
+            f"{t} ({kind.rpartition('/')[2]}, {n} messages)" for t, (kind, n) in sorted(images.items())
         )
         what = f"no image topic '{self.topic}'" if self.topic else "several image topics; pass --topic"
-        raise StreamError(f"source '{self.path}' has {what}; its image topics: {listed or 'none'}")
+        what = what if images else "no image topic (sensor_msgs Image or CompressedImage)"
+        raise StreamError(
+            f"source '{self.path}' has {what}" + (f"; its image topics: {listed}" if listed else "")
+        )
 
     def _first_info(self, reader: Any) -> CameraInfo | None:
         for schema, channel, message in reader.iter_messages(topics=[self.info_topic], log_time_order=True):
