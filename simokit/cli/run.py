@@ -18,14 +18,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--source",
         required=True,
-        help="0 (camera index), /dev/video0, video.mp4, rtsp://..., gst:<pipeline>, csi://0 or a folder",
+        help="0 (camera index), /dev/video0, video.mp4, rtsp://..., gst:<pipeline>, csi://0, a folder "
+        "or a ROS 2 bag (robot.mcap)",
     )
+    p.add_argument("--topic", help="image topic of a .mcap bag source (Image or CompressedImage)")
     p.add_argument("--backend", choices=CHOICES, default="auto", help="engine backend (default: %(default)s)")
     add_threads(p)
     p.add_argument("--width", type=int, default=0, help="camera width to request (default: driver's)")
     p.add_argument("--height", type=int, default=0, help="camera height to request (default: driver's)")
     p.add_argument("--fps", type=float, default=0.0, help="camera frame rate to request (default: driver's)")
-    p.add_argument("--record", help="write the tiled overlay video here (.mp4, .avi, .mkv, .mov)")
+    p.add_argument(
+        "--record",
+        help="write the tiled overlay video here (.mp4, .avi, .mkv, .mov), or the outputs as a ROS 2 "
+        "bag (.mcap)",
+    )
     p.add_argument("--save", help="folder for per-frame outputs: <index>.png and <index>_<task>.npy")
     p.add_argument("--headless", action="store_true", help="no window (robots, servers, CI)")
     p.add_argument("--max-frames", type=int, default=0, help="stop after N frames (default: until the end)")
@@ -60,7 +66,7 @@ def handle(args: argparse.Namespace) -> int:
         from simokit.runtime.manifest import verify_folder
 
         print(f"files: {verify_folder(Path(args.bundle))} verified (size and SHA-256)", flush=True)
-    source = open_source(args.source, args.width, args.height, args.fps)
+    source = open_source(args.source, args.width, args.height, args.fps, args.topic)
     engine = load(Path(args.bundle), backend=args.backend, threads=args.threads)
     reconnect = Reconnect(attempts=args.reconnect_attempts)
     stream = Stream(engine, source, max_frames=args.max_frames, reconnect=reconnect)

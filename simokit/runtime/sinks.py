@@ -173,10 +173,14 @@ def make_sinks(
     fps: float | Callable[[], float] = 30.0,
     label: Callable[[], str] | None = None,
 ) -> list[Sink]:
-    """The sinks the CLI flags ask for, sharing one Visualizer (no window = headless)."""
+    """The sinks the CLI flags ask for, sharing one Visualizer (no window = headless; .mcap: a ROS 2 bag)."""
     visual = Visualizer(meta, stats, label)
     sinks: list[Sink] = []
-    if record:
+    if record and str(record).lower().endswith(".mcap"):
+        from simokit.runtime.ros.bag_sink import BagSink
+
+        sinks.append(BagSink(record, meta))
+    elif record:
         sinks.append(RecordSink(record, visual, fps))
     if save:
         sinks.append(SaveSink(save, visual))

@@ -1,13 +1,21 @@
-"""What every frame source is: the Source interface, its error type, and the one OpenCV import."""
+"""The frame-source interface every source implements, its error type, and the OpenCV import guard.
+
+The sources themselves: simokit.runtime.capture (OpenCV cameras, files, streams),
+simokit.runtime.folder_source (image folders), simokit.runtime.ros.bag (ROS 2 bags);
+simokit.runtime.sources parses source URIs into them.
+"""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from simokit.errors import SimokitError
+
+if TYPE_CHECKING:
+    from simokit.runtime.ros.header import FrameHeader
 
 
 class StreamError(SimokitError):
@@ -20,6 +28,7 @@ class Source(ABC):
     uri: str
     live: bool  # cameras and network streams: keep only the newest frame, re-open when they drop
     fps: float = 0.0  # nominal rate when known (used for recordings), else 0
+    header: FrameHeader | None = None  # the stamp and frame of the frame read() last gave, when recorded
 
     @abstractmethod
     def open(self) -> None:

@@ -159,7 +159,7 @@ class Stream:
                         break  # end of file or folder
                     self._reopen()
                     continue
-                frame = Frame(self.stats.captured, image, time.perf_counter())
+                frame = Frame(self.stats.captured, image, time.perf_counter(), self.source.header)
                 self._failures = 0
                 self.stats.captured += 1
                 if self.source.live:

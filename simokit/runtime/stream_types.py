@@ -9,22 +9,29 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from simokit.runtime.sources import Source, StreamError
+from simokit.runtime.source_base import Source, StreamError
+
+if TYPE_CHECKING:
+    from simokit.runtime.ros.header import FrameHeader
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class Frame:
-    """A captured frame: its index in capture order, the (H, W, 3) uint8 BGR image, perf_counter() time."""
+    """A captured frame: its index in capture order, the (H, W, 3) uint8 BGR image, perf_counter() time.
+
+    `header`: the recorded message header (stamp, frame_id, camera_info) of a frame read from a bag.
+    """
 
     index: int
     image: np.ndarray
     timestamp: float
+    header: FrameHeader | None = None
 
 
 class Sink(Protocol):
