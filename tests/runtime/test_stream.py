@@ -158,7 +158,7 @@ def test_simokit_run_needs_no_torch_and_imports_cv2_lazily(
 
 
 def test_worker_thread_stream_with_callback_stops_from_outside() -> None:
-    """What a node shell (e.g. ros2/simokit_ros) relies on: run() off the main thread, stop() from another one."""
+    """What a node shell (ros2/simokit_ros) relies on: run() off the main thread, stop() from elsewhere."""
     got: list[tuple[int, float, tuple[int, ...]]] = []
     enough = threading.Event()
 
