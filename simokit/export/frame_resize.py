@@ -18,6 +18,7 @@ Index and weight arithmetic runs in float64 so positions in a 6000-pixel row sta
 
 from __future__ import annotations
 
+import numpy as np
 from onnx import TensorProto
 from onnx import helper as oh
 
@@ -43,18 +44,45 @@ def area_resize_nodes(b: NodeBuilder, image: str, size: tuple[int, int]) -> str:
 
 
 def _box(b: NodeBuilder, image: str, shape: str, size: tuple[int, int]) -> str:
-    """OpenCV's area path (frame at least the model's size): the exact box filter, rounded."""
-    x = image
-    for axis, length in ((2, size[1]), (1, size[0])):  # width first: the row pass shrinks most
+    """OpenCV's area path (frame at least the model's size): the exact box filter, rounded.
+
+    Each pass takes running sums along its axis and reads them at the m + 1 cell borders, so the
+    frame is read a constant number of times whatever the scale. The row pass sums the integer
+    pixel values in float32, exact below 2**24 (rows up to 65k pixels); the column pass sums in
+    float64. The integral over a cell [a, b) is S[floor b] - S[floor a] (exact) plus the
+    fractional pixels at its two ends.
+    """
+    x = b.op("Cast", [image], to=TensorProto.FLOAT)
+    for axis, length, dtype in ((2, size[1], TensorProto.FLOAT), (1, size[0], TensorProto.DOUBLE)):
+        if dtype == TensorProto.DOUBLE:
+            x = b.op("Cast", [x], to=dtype)
         n = b.op("Cast", [b.op("Gather", [shape, b.const_i64([axis])], axis=0)], to=TensorProto.DOUBLE)
-        idx, weights = _axis_taps(b, n, length)
-        taps = b.op("Gather", [x, idx], axis=axis)  # (.., m, K, ..) at `axis`
-        if x == image:
-            taps = b.op("Cast", [taps], to=TensorProto.FLOAT)
-        w = b.op("Unsqueeze", [weights, b.const_i64([2] if axis == 2 else [2, 3])])
-        x = b.op("ReduceSum", [b.op("Mul", [taps, w]), b.const_i64([axis + 1])], keepdims=0)
-    rounded = b.op("Clip", [b.op("Round", [x]), b.const_f32(0.0), b.const_f32(255.0)])
+        idx, frac, scale = _borders(b, n, length, axis)
+        sums = b.op("Gather", [b.op("CumSum", [x, b.const_i64(axis)], exclusive=1), idx], axis=axis)
+        ends = b.op("Mul", [b.op("Gather", [x, idx], axis=axis), b.op("Cast", [frac], to=dtype)])
+        cell = b.op("Add", [_diff(b, sums, axis), _diff(b, ends, axis)])
+        x = b.op("Div", [cell, b.op("Cast", [scale], to=dtype)])
+    rounded = b.op("Clip", [b.op("Round", [x]), b.const_f64(0.0), b.const_f64(255.0)])
     return b.op("Cast", [rounded], to=TensorProto.UINT8)
+
+
+def _borders(b: NodeBuilder, n: str, m: int, axis: int) -> tuple[str, str, str]:
+    """Cell borders t_i = i * n / m (i = 0..m) of an axis: floor index (clamped), fraction, and n / m."""
+    scale = b.op("Div", [n, b.const_f64(float(m))])
+    t = b.op("Mul", [b.const(np.arange(m + 1, dtype=np.float64)), scale])
+    floor = b.op("Min", [b.op("Floor", [t]), b.op("Sub", [n, b.const_f64(1.0)])])
+    frac = b.op("Sub", [t, floor])  # in [0, 1]: 1 at the far edge, where floor is clamped
+    trailing = [1] if axis == 2 else [1, 2]  # broadcast over the axes after `axis`
+    frac = b.op("Unsqueeze", [frac, b.const_i64(trailing)])
+    return b.op("Cast", [floor], to=TensorProto.INT64), frac, scale
+
+
+def _diff(b: NodeBuilder, x: str, axis: int) -> str:
+    """x[1:] - x[:-1] along `axis`."""
+    ax = b.const_i64([axis])
+    hi = b.op("Slice", [x, b.const_i64([1]), b.const_i64([2**62]), ax])
+    lo = b.op("Slice", [x, b.const_i64([0]), b.const_i64([-1]), ax])
+    return b.op("Sub", [hi, lo])
 
 
 def _fixed_point(b: NodeBuilder, image: str, shape: str, size: tuple[int, int]) -> str:
@@ -95,20 +123,3 @@ def _linear_taps(b: NodeBuilder, n: str, m: int) -> tuple[str, str]:
     weights = b.op("Concat", [b.op("Sub", [b.const_f32(1.0), fx]), fx], axis=1)
     scaled = b.op("Round", [b.op("Mul", [weights, b.const_f32(float(COEF_SCALE))])])
     return idx, b.op("Cast", [scaled], to=TensorProto.INT32)
-
-
-def _axis_taps(b: NodeBuilder, n: str, m: int) -> tuple[str, str]:
-    """Source indices (m, K) int64 and weights (m, K) float32 of an axis of length `n` resized to `m`."""
-    s = b.op("Div", [n, b.const_f64(float(m))])  # source pixels per output pixel
-    taps = b.op("Cast", [b.op("Add", [b.op("Ceil", [s]), b.const_f64(1.0)])], to=TensorProto.INT64)
-    k = b.op("Cast", [b.op("Range", [b.const_i64(0), b.op("Squeeze", [taps]),
-                                     b.const_i64(1)])], to=TensorProto.DOUBLE)  # fmt: skip
-    i = b.const_f64_range(m)  # (m, 1)
-    lo = b.op("Mul", [i, s])
-    hi = b.op("Mul", [b.op("Add", [i, b.const_f64(1.0)]), s])
-    j = b.op("Add", [b.op("Floor", [lo]), b.op("Unsqueeze", [k, b.const_i64([0])])])  # (m, K)
-    overlap = b.op("Sub", [b.op("Min", [b.op("Add", [j, b.const_f64(1.0)]), hi]), b.op("Max", [j, lo])])
-    weight = b.op("Div", [b.op("Max", [overlap, b.const_f64(0.0)]), s])
-    last = b.op("Sub", [n, b.const_f64(1.0)])
-    index = b.op("Cast", [b.op("Min", [j, last])], to=TensorProto.INT64)  # taps past the edge weigh 0
-    return index, b.op("Cast", [weight], to=TensorProto.FLOAT)

@@ -105,3 +105,11 @@ def test_fixed_and_model_output_sizes(tmp_path: Path) -> None:
         )
         assert out["seg"].shape == shape and out["normal"].shape == (3, *shape)
         np.testing.assert_allclose(np.linalg.norm(out["normal"], axis=0), 1.0, atol=1e-4)
+
+
+def test_triton_repository_takes_frames_of_any_size(bundles: dict[str, Path], tmp_path: Path) -> None:
+    from simokit.export.triton import TritonOptions, export_triton
+
+    repo = export_triton(bundles["frame"], tmp_path / "repo", TritonOptions())
+    config = (repo / "config.pbtxt").read_text()
+    assert "dims: [ -1, -1, 3 ]" in config and "dims: [ 1, -1, -1 ]" in config
