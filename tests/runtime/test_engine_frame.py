@@ -113,3 +113,17 @@ def test_triton_repository_takes_frames_of_any_size(bundles: dict[str, Path], tm
     repo = export_triton(bundles["frame"], tmp_path / "repo", TritonOptions())
     config = (repo / "config.pbtxt").read_text()
     assert "dims: [ -1, -1, 3 ]" in config and "dims: [ 1, -1, -1 ]" in config
+
+
+def test_fp16_frame_graph_keeps_its_pre_and_post_processing_in_fp32(tmp_path: Path) -> None:
+    import onnx
+
+    spec = ExportSpec(TASKS, 56, 56, input_kind="uint8", io="frame", seg_output="labels", fp16=True)
+    out = write_bundle(tmp_path / "b", tiny_model(seed=1), spec, _frames(2, 56, 56))
+    graph = onnx.load(str(out / "model.fp16.onnx"))
+    casts = [n for n in graph.graph.node if n.name.startswith("frame/") and n.op_type == "Cast"]
+    assert casts and all(a.i != onnx.TensorProto.FLOAT16 for n in casts for a in n.attribute)
+    frame = _frames(1, 480, 640)[0]
+    full, half = (load(out, threads=1, precision=p).infer(frame) for p in (None, "fp16"))
+    assert (full["seg"] == half["seg"]).mean() > 0.99
+    np.testing.assert_allclose(half["normal"], full["normal"], atol=5e-2)
