@@ -9,14 +9,14 @@ a new input, uint8 (B, H, W, 3) in the camera's channel order at any H and W, an
   linearly (half-pixel centres, as OpenCV's INTER_LINEAR), unit vectors are renormalised after.
 
 The output size is the frame's ("input"), the model's ("model") or a fixed "HxW". Logits, when
-asked for, stay at model size. Every op added here is FP32 or integer, so an FP16 model-size
+asked for, stay at model size. Every op added here is FP32, FP64 or integer, so an FP16 model-size
 graph wrapped by it keeps its pre- and post-processing in FP32.
 """
 
 from __future__ import annotations
 
 import onnx
-from onnx import ModelProto, TensorProto
+from onnx import ModelProto, TensorProto, ValueInfoProto
 from onnx import helper as oh
 
 from simokit.errors import ConfigError
@@ -103,7 +103,9 @@ def _target_size(b: NodeBuilder, frame: str, output_size: str, size: tuple[int, 
     return b.op("Slice", [b.op("Shape", [frame]), b.const_i64([1]), b.const_i64([3])])
 
 
-def _post(b: NodeBuilder, task: str, raw: str, seg_output: str, target: str | None, classes: int):  # type: ignore[no-untyped-def]
+def _post(
+    b: NodeBuilder, task: str, raw: str, seg_output: str, target: str | None, classes: int
+) -> ValueInfoProto:
     """Nodes from a model-size output to the task's graph output; returns its ValueInfo."""
     kind = output_kind(task, seg_output)
     hw = ["batch", "out_height", "out_width"] if target is not None else ["batch", "model_h", "model_w"]
