@@ -49,10 +49,10 @@ print(peak - base, sum(v.nbytes for v in out.values()))
 """
 
 
-def model(arch: str, seed: int = 0) -> MultiTaskModel:
-    """Random-weight encoder with linear seg (11 classes), depth and normal heads."""
+def model(arch: str, size: int, seed: int = 0) -> MultiTaskModel:
+    """Random-weight encoder (position embedding at `size`), linear seg (11 classes), depth, normals."""
     torch.manual_seed(seed)
-    encoder = build_encoder(arch)
+    encoder = build_encoder(arch, img_size=size)
     dim = encoder.embed_dim
     heads = {
         "seg": build_head(HeadConfig("linear", 11, "none"), dim),
@@ -75,7 +75,7 @@ def median_ms(fn, iters: int) -> float:  # type: ignore[no-untyped-def]
 
 def bench(name: str, arch: str, size: int, root: Path, threads: int, iters: int) -> dict[str, object]:
     """One model's row: graph time, infer() per frame size and IO, 4000x6000 peak memory."""
-    m = model(arch)
+    m = model(arch, size)
     verify = np.random.default_rng(0).integers(0, 256, (2, size, size, 3), np.uint8)
     specs = {
         "model": ExportSpec(TASKS, size, size, input_kind="uint8"),
