@@ -7,8 +7,9 @@ upsampling inside the graph). It reports, ONNX Runtime CPU, batch 1, --threads t
 
 - graph: the model-size graph alone on a model-size uint8 input, ms (median);
 - infer() on a 640x480 and a 1280x720 frame with each bundle, ms and the ratio to the graph;
-- peak memory of one 4000x6000 frame through the frame-IO engine above the loaded engine (a
-  fresh process each, ru_maxrss), MB, with the bytes of the outputs themselves beside it.
+- peak memory of one 4000x6000 frame through the frame-IO engine above the loaded, warmed engine
+  holding the frame (a fresh process; resident set sampled every ms), MB, with the bytes of the
+  outputs themselves beside it.
 
     python benchmarks/frame_pipeline.py [--threads 2] [--iters 30] [--out results.json]
 """
@@ -37,15 +38,27 @@ MODELS = {"demo-like vitmicro14@112": ("vitmicro14", 112), "ViT-S/14@224": ("vit
 FRAMES = {"640x480": (480, 640), "1280x720": (720, 1280)}
 
 PEAK = """
-import resource, sys, numpy as np
+import os, sys, threading, numpy as np
 from simokit.runtime import load
+page = os.sysconf("SC_PAGE_SIZE")
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * page
 engine = load(sys.argv[1], threads=int(sys.argv[2]))
 engine.infer(np.zeros((480, 640, 3), np.uint8))
 frame = np.random.default_rng(0).integers(0, 256, (4000, 6000, 3), np.uint8)
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+base, peak, done = rss(), [0], threading.Event()
+def sample():
+    while not done.is_set():
+        peak[0] = max(peak[0], rss())
+        done.wait(0.001)
+thread = threading.Thread(target=sample)
+thread.start()
 out = engine.infer(frame)
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(peak - base, sum(v.nbytes for v in out.values()))
+peak[0] = max(peak[0], rss())
+done.set()
+thread.join()
+print(peak[0] - base, sum(v.nbytes for v in out.values()))
 """
 
 
@@ -95,8 +108,8 @@ def bench(name: str, arch: str, size: int, root: Path, threads: int, iters: int)
             frame = rng.integers(0, 256, (h, w, 3), np.uint8)
             row[f"{io}_{label}_ms"] = median_ms(lambda e=engine, f=frame: e.infer(f), iters)
     code = [sys.executable, "-c", PEAK, str(bundles["frame"]), str(threads)]
-    peak_kb, out_bytes = subprocess.run(code, capture_output=True, text=True, check=True).stdout.split()
-    row["peak_4000x6000_mb"] = int(peak_kb) / 1024
+    peak, out_bytes = subprocess.run(code, capture_output=True, text=True, check=True).stdout.split()
+    row["peak_4000x6000_mb"] = int(peak) / 2**20
     row["outputs_4000x6000_mb"] = int(out_bytes) / 2**20
     return row
 
