@@ -19,7 +19,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default="uint8",
         help="graph input: uint8 (B,H,W,3) RGB with normalisation inside, or float (B,3,H,W)",
     )
-    p.add_argument("--seg-output", choices=["logits", "labels"], default="logits")
+    p.add_argument(
+        "--io",
+        choices=["frame", "model"],
+        default="frame",
+        help="frame: the graph takes uint8 BGR camera frames of any size and does resizing, argmax and "
+        "upsampling itself; model: the model-size graph, for callers that feed tensors themselves",
+    )
+    p.add_argument(
+        "--output-size",
+        default="input",
+        help="frame IO: outputs at the frame's size (input), the model's (model) or a fixed HxW",
+    )
+    p.add_argument(
+        "--seg-output",
+        choices=["logits", "labels"],
+        default=None,
+        help="class outputs as labels (default with --io frame) or logits (default with --io model; "
+        "with --io frame, logits stay at the model's size)",
+    )
     p.add_argument("--verify-images", type=int, default=8, help="test images for torch-vs-ONNX verification")
     p.add_argument(
         "--dynamic-size",
@@ -41,11 +59,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     """Experts in, one verified ONNX bundle out: merge (cached), re-align, export, verify, publish."""
+    from simokit.errors import ConfigError
     from simokit.export.onnx import ExportSpec
     from simokit.pipeline.build import build_merged_bundle, build_routed_bundle, check_build_request
 
     cfg = pipeline_config(args)
     check_build_request(cfg, args.backend, fp16=args.fp16, dynamic_size=args.dynamic_size)
+    # routed bundles (a router graph beside the domain engines) keep model-size IO for now
+    frame = args.io == "frame" and not cfg.routing.domains
+    if frame and (args.input == "float" or args.dynamic_size or args.backend == "tensorrt"):
+        raise ConfigError(
+            "--io frame takes uint8 frames of any size and has no TensorRT engine profile yet: "
+            "use --io model with --input float, --dynamic-size or --backend tensorrt"
+        )
     size = cfg.data.size
     spec = from_args(
         ExportSpec,
@@ -55,6 +81,8 @@ def handle(args: argparse.Namespace) -> int:
         width=size,
         input_kind=args.input,
         dynamic_hw=args.dynamic_size,
+        io="frame" if frame else "model",
+        seg_output=args.seg_output or ("labels" if frame else "logits"),
         slim=not args.no_slim,
     )
     if cfg.routing.domains:  # several domains: one engine per domain behind a SiM router

@@ -1,16 +1,18 @@
 """One multi-output ONNX graph from a multi-task model, with pre-processing baked in.
 
-Input "float": (B, 3, H, W) float32 already normalised. Input "uint8": (B, H, W, 3) uint8 RGB as
-a camera delivers it; the cast, layout change and mean/std normalisation run inside the graph so
-the robot side does no float work. Outputs are named after the tasks and hold their table's output
+IO "model" (the model's size): input "float" (B, 3, H, W) float32 already normalised, or "uint8"
+(B, H, W, 3) RGB; the cast, layout change and mean/std normalisation run inside the graph so the
+robot side does no float work. Outputs are named after the tasks and hold their table's output
 kind: seg logits (or class labels with seg_output="labels"), metric depth, unit normals, values.
+IO "frame": the model-size graph wrapped by export.frame_io, so it takes uint8 BGR frames of
+any size and returns labels, depth and normals at the size `output_size` names.
 """
 
 from __future__ import annotations
 
 import json
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +21,10 @@ from torch import Tensor, nn
 
 from simokit.cache import atomic_path
 from simokit.errors import ConfigError, ShapeError
+from simokit.export.frame_io import FRAME_OPSET, parse_output_size, wrap_frame_io
 from simokit.export.slim import slim_model
 from simokit.models import DinoVisionTransformer, MultiTaskModel
+from simokit.runtime.bundle import Channels, GraphIO
 from simokit.tasks.spec import OutputKind, output_kind
 
 INPUT_KINDS = ("float", "uint8")
@@ -47,6 +51,9 @@ class ExportSpec:
     fp16: bool = False
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    io: str = GraphIO.MODEL.value
+    output_size: str = "input"  # frame IO: "input", "model" or "HxW"
+    channels: str = Channels.BGR.value  # frame IO: the frames' channel order
 
     def __post_init__(self) -> None:
         if self.input_kind not in INPUT_KINDS:
@@ -59,6 +66,20 @@ class ExportSpec:
             )
         if self.opset < 17:
             raise ConfigError(f"opset {self.opset} < 17: LayerNormalization needs opset 17")
+        if self.io not in {e.value for e in GraphIO} or self.channels not in {e.value for e in Channels}:
+            raise ConfigError(f"graph IO '{self.io}' / channels '{self.channels}': IO is model or frame, "
+                              "channels rgb or bgr")  # fmt: skip
+        if self.io == GraphIO.FRAME.value:
+            parse_output_size(self.output_size)
+            if self.input_kind != "uint8" or self.dynamic_hw:
+                raise ConfigError("frame IO takes uint8 frames of any size: use it without --input float "
+                                  "and without --dynamic-size")  # fmt: skip
+
+    def model_size_spec(self) -> ExportSpec:
+        """The spec of the model-size graph that frame IO wraps (itself for model IO)."""
+        if self.io != GraphIO.FRAME.value:
+            return self
+        return replace(self, io=GraphIO.MODEL.value, seg_output="logits", opset=max(self.opset, FRAME_OPSET))
 
     def input_shape(self, batch: int = 1, size: tuple[int, int] | None = None) -> tuple[int, int, int, int]:
         """Shape of one input batch in this spec's layout (at `size` instead of the spec's, if given)."""
@@ -125,7 +146,30 @@ def export_onnx(model: MultiTaskModel, spec: ExportSpec, path: str | Path) -> Pa
     if missing:
         raise ConfigError(f"export: model has no head for task(s) {', '.join(missing)}")
     meta = {"simokit.tasks": ",".join(spec.tasks), "simokit.export": json.dumps(asdict(spec))}
-    return export_module(ExportModule(model, spec), model.encoder, spec, list(spec.tasks), path, meta)
+    core = spec.model_size_spec()
+    export_module(ExportModule(model, core), model.encoder, core, list(spec.tasks), path, meta)
+    if core is not spec:
+        frame_graph(model, spec, path, path)
+    return Path(path)
+
+
+def frame_graph(model: MultiTaskModel, spec: ExportSpec, core: str | Path, out: str | Path) -> Path:
+    """Wrap the model-size graph at `core` (FP32 or FP16) into the frame-IO graph at `out`, atomically."""
+    import onnx
+
+    classes = {t: int(model.heads[t].cfg.out_channels) for t in spec.tasks}  # type: ignore[union-attr,arg-type]
+    graph = wrap_frame_io(
+        onnx.load(str(core)),
+        spec.tasks,
+        (spec.height, spec.width),
+        spec.seg_output,
+        spec.output_size,
+        classes,
+        bgr=spec.channels == Channels.BGR.value,
+    )
+    with atomic_path(Path(out)) as tmp:
+        onnx.save(graph, str(tmp))
+    return Path(out)
 
 
 def export_module(

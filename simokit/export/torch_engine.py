@@ -8,11 +8,12 @@ model code are imported when an engine is made, so a robot without them gets a o
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from simokit.runtime.bundle import BundleError, BundleMeta
+from simokit.runtime.bundle import BundleError, BundleMeta, Channels, GraphIO
 from simokit.runtime.engine import Engine
 
 CHECKPOINT_FILE = "merged.safetensors"
@@ -34,7 +35,8 @@ class TorchEngine(Engine):
         path = root / CHECKPOINT_FILE
         if not path.is_file():
             raise BundleError(f"{root}: no {CHECKPOINT_FILE}; rebuild the bundle with `simokit build`")
-        self.meta = meta
+        # a frame-IO bundle's reference: the numpy pre/post-processing its graph does in-graph
+        self.meta = replace(meta, input=replace(meta.input, io=GraphIO.MODEL, channels=Channels.RGB))
         labels = meta.outputs.get("seg", {}).get("kind") == "labels"
         spec = ExportSpec(
             meta.tasks,

@@ -86,11 +86,13 @@ def verify_onnx(
     raise_on_failure: bool = True,
     label_agreement: float = LABEL_AGREEMENT,
     session: Any = None,
+    graph_inputs: np.ndarray | None = None,
 ) -> VerifyReport:
     """Compare torch and ONNX Runtime (CPU) on `inputs` laid out as `spec` says.
 
     `session`: an open ONNX Runtime session to check instead of opening `onnx_path` (which then
     only names the graph in messages), e.g. one with weights overridden as a delta bundle does.
+    `graph_inputs`: what the graph gets instead of `inputs` (a frame-IO graph: the same frames BGR).
     """
     from simokit.runtime.onnx_session import CPU, session_for
 
@@ -98,7 +100,7 @@ def verify_onnx(
         session = session_for(onnx_path, providers=CPU)
     writable = np.require(inputs, requirements=("C", "W"))  # torch cannot wrap read-only memory
     reference = ExportModule(model, spec).eval()(torch.from_numpy(writable))
-    actual = session.run(list(spec.tasks), {INPUT_NAME: inputs})
+    actual = session.run(list(spec.tasks), {INPUT_NAME: inputs if graph_inputs is None else graph_inputs})
     size = inputs.shape[1:3] if spec.input_kind == "uint8" else inputs.shape[2:4]
     report = VerifyReport(
         tolerance=tolerance,
@@ -125,7 +127,7 @@ def verify_onnx(
 def _compare(task: str, ref: np.ndarray, got: np.ndarray) -> OutputError:
     """Differences of one output by its task's tolerance kind, plus label agreement for class outputs."""
     spec = get_task(task)
-    diff = np.abs(ref.astype(np.float64) - got.astype(np.float64))
+    diff = np.abs(ref.astype(np.float64) - got.astype(np.float64))  # labels: uint8 vs int32 ids
     if spec.tolerance is Tolerance.RELATIVE:
         diff = diff / np.maximum(np.abs(ref.astype(np.float64)), 1.0)
     err = OutputError(float(diff.max()), float(diff.mean()))

@@ -27,7 +27,10 @@ from simokit.runtime.timing import LatencyStats, time_calls
 
 def _input_for(sess: Any, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
     inp = sess.get_inputs()[0]
-    shape = [batch, *[int(d) for d in inp.shape[1:]]]
+    # free height/width (frame-IO or dynamic-size graphs): the size the graph was exported at
+    export = json.loads(sess.get_modelmeta().custom_metadata_map.get("simokit.export", "{}"))
+    hw = iter([export.get("height"), export.get("width")])
+    shape = [batch, *[int(d) if isinstance(d, int) else int(next(hw)) for d in inp.shape[1:]]]
     rng = np.random.default_rng(seed)
     if "uint8" in inp.type:
         return {inp.name: rng.integers(0, 256, size=shape, dtype=np.uint8)}

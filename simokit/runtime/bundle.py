@@ -1,6 +1,7 @@
 """The bundle contract, read on the robot: a directory with model.onnx and meta.json (no torch).
 
-meta.json keys: format, tasks, input {name, kind, layout, height, width, mean, std}, outputs
+meta.json keys: format, tasks, input {name, kind, height, width, mean, std, dynamic_hw, io,
+channels}, outputs
 {task: {dtype, shape, kind}}, classes, palette, files {path: {bytes, sha256}} (see manifest.py;
 sizes are checked whenever a bundle is read), and free-form provenance (merge recipe, fit
 statistics, verification, source hashes, tool versions) that the runtime does not interpret.
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +29,27 @@ GRAPH_FILES = {"fp32": MODEL_FILE, "fp16": FP16_FILE, "int8-qdq": INT8_FILE}
 HOW_TO_ADD = {"fp16": "simokit build --fp16", "int8-qdq": "simokit calib BUNDLE --data ..."}
 
 
+class GraphIO(str, Enum):
+    """What the graph's input and outputs are (meta.json input.io; absent in older bundles: MODEL)."""
+
+    MODEL = "model"  # input at the model's size (uint8 NHWC or normalised float), outputs at model size
+    FRAME = "frame"  # uint8 (B, H, W, 3) camera frames of any size; resizing and argmax inside the graph
+
+
+class Channels(str, Enum):
+    """Channel order of a uint8 input (meta.json input.channels; absent: RGB)."""
+
+    RGB = "rgb"
+    BGR = "bgr"  # as OpenCV and most camera drivers deliver frames
+
+
 @dataclass(frozen=True)
 class InputSpec:
-    """The graph's input: name, 'uint8' (B, H, W, 3) RGB or 'float' (B, 3, H, W) normalised."""
+    """The graph's input: name, 'uint8' (B, H, W, 3) or 'float' (B, 3, H, W) normalised.
+
+    height/width are the model's size; with io FRAME the graph takes frames of any size and
+    resizes them to it itself.
+    """
 
     name: str
     kind: str
@@ -38,6 +58,12 @@ class InputSpec:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     dynamic_hw: bool = False  # the graph takes other sizes too (multiples of 14); height/width: default
+    io: GraphIO = GraphIO.MODEL
+    channels: Channels = Channels.RGB
+
+    def to_dict(self) -> dict[str, Any]:
+        """The meta.json form."""
+        return {**vars(self), "io": self.io.value, "channels": self.channels.value}
 
 
 @dataclass(frozen=True)
@@ -56,7 +82,7 @@ class BundleMeta:
         data = {
             "format": BUNDLE_FORMAT,
             "tasks": list(self.tasks),
-            "input": vars(self.input),
+            "input": self.input.to_dict(),
             "outputs": self.outputs,
             "classes": list(self.classes),
             "palette": [list(c) for c in self.palette],
@@ -125,6 +151,8 @@ def parse_meta(text: str, where: str) -> BundleMeta:
             tuple(inp["mean"]),
             tuple(inp["std"]),
             bool(inp.get("dynamic_hw", False)),
+            _choice(GraphIO, inp.get("io", GraphIO.MODEL.value), where),
+            _choice(Channels, inp.get("channels", Channels.RGB.value), where),
         )
         known = {"format", "tasks", "outputs", "classes", "palette"}
         return BundleMeta(
@@ -137,3 +165,11 @@ def parse_meta(text: str, where: str) -> BundleMeta:
         )
     except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
         raise BundleError(f"{where}: malformed bundle metadata ({type(exc).__name__}: {exc})") from None
+
+
+def _choice(enum: type[Enum], value: str, where: str) -> Any:
+    try:
+        return enum(value)
+    except ValueError:
+        valid = ", ".join(e.value for e in enum)
+        raise BundleError(f"{where}: input {enum.__name__} '{value}' is not one of {valid}") from None

@@ -1,8 +1,11 @@
 """The Engine every backend implements: frame pre-processing, the graph, post-processing (no torch).
 
-An engine takes camera frames as OpenCV delivers them (uint8 HxWx3 BGR, one image or a batch),
-resizes them to the model's input size, runs the graph and maps each output back to the frames'
-resolution: {task: (B, ...) array}, without the batch axis when one image went in.
+An engine takes camera frames as OpenCV delivers them (uint8 HxWx3 BGR, one image or a batch;
+mono8 (H, W) / (H, W, 1) frames are expanded to three channels, RGBA/BGRA drop alpha), resizes
+them to the model's input size, runs the graph and maps each output back to the frames'
+resolution: {task: (B, ...) array}, without the batch axis when one image went in. A frame-IO
+bundle's graph does the resizing, channel flip, argmax and upsampling itself: the frames are
+handed over as they are (no copy for a C-contiguous uint8 frame in the graph's channel order).
 `simokit.runtime.load` (runtime/loading.py) opens the right engine for a bundle.
 """
 
@@ -13,7 +16,7 @@ from abc import ABC, abstractmethod
 import numpy as np
 
 from simokit.errors import ShapeError
-from simokit.runtime.bundle import BundleMeta
+from simokit.runtime.bundle import BundleMeta, Channels, GraphIO
 from simokit.tasks.spec import TASKS, Resize, resize_rule
 
 
@@ -29,8 +32,17 @@ class Engine(ABC):
         return self.meta.tasks
 
     def infer(self, images: np.ndarray, bgr: bool = True, resize_back: bool = True) -> dict[str, np.ndarray]:
-        """uint8 (H, W, 3) or (B, H, W, 3) frames -> {task: output}; BGR unless bgr=False."""
+        """uint8 (H, W, 3) or (B, H, W, 3) frames -> {task: output}; BGR unless bgr=False.
+
+        resize_back=False leaves outputs at the model's size; a frame-IO graph ignores it (its
+        outputs have the size it was built for, see meta.json outputs).
+        """
         batch, single = _as_batch(images)
+        if self.meta.input.io is GraphIO.FRAME:
+            if bgr != (self.meta.input.channels is Channels.BGR):
+                batch = batch[..., ::-1]
+            raw = self._run(np.ascontiguousarray(batch))
+            return {t: v[0] for t, v in raw.items()} if single else raw
         size = batch.shape[1:3]
         x = self._prepare(batch[..., ::-1] if bgr else batch)
         raw = self._run(x)
@@ -60,15 +72,39 @@ def normalize_nchw(rgb: np.ndarray, mean: tuple[float, ...], std: tuple[float, .
     return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
 
 
-def _as_batch(images: np.ndarray) -> tuple[np.ndarray, bool]:
+class EmptyFrameError(ShapeError):
+    """A frame with no pixels (a camera that returned nothing, a failed decode)."""
+
+
+class MixedFrameSizesError(ShapeError):
+    """A list of frames of different sizes, which cannot form one batch."""
+
+
+def _as_batch(images: np.ndarray | list[np.ndarray]) -> tuple[np.ndarray, bool]:
+    if isinstance(images, (list, tuple)):
+        sizes = {np.shape(f)[:2] for f in images}
+        if len(sizes) > 1:
+            raise MixedFrameSizesError(
+                f"frames of different sizes {sorted(sizes)} cannot form one batch; infer them one by one"
+            )
     arr = np.asarray(images)
     if arr.dtype != np.uint8:
         raise ShapeError(f"frames must be uint8 images as OpenCV reads them; got {arr.dtype}")
-    if arr.ndim == 3 and arr.shape[-1] == 3:
-        return arr[None], True
-    if arr.ndim == 4 and arr.shape[-1] == 3 and arr.shape[0] > 0:
-        return arr, False
-    raise ShapeError(f"frames must be (H, W, 3) or (B, H, W, 3) uint8; got shape {arr.shape}")
+    if arr.size == 0:
+        raise EmptyFrameError(f"empty frame (shape {arr.shape}): the source delivered no pixels")
+    single = arr.ndim == 2 or (arr.ndim == 3 and arr.shape[-1] in (1, 3, 4))
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    batch = arr[None] if single else arr
+    if batch.ndim == 4 and batch.shape[-1] == 1:  # mono8: grey in every channel
+        batch = np.repeat(batch, 3, axis=-1)
+    elif batch.ndim == 4 and batch.shape[-1] == 4:  # RGBA / BGRA: alpha dropped
+        batch = batch[..., :3]
+    if batch.ndim == 4 and batch.shape[-1] == 3:
+        return batch, single
+    raise ShapeError(
+        f"frames must be (H, W), (H, W, 1|3|4) or a batch (B, H, W, 1|3|4) of uint8; got shape {arr.shape}"
+    )
 
 
 def _resize_batch(batch: np.ndarray, size: tuple[int, int]) -> np.ndarray:

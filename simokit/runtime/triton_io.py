@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from simokit.runtime.bundle import BundleError, BundleMeta, parse_meta
+from simokit.runtime.bundle import BundleError, BundleMeta, GraphIO, parse_meta
 
 META_PARAMETER = "simokit_meta"
 # meta.json dtype -> Triton's config data type.
@@ -33,7 +33,8 @@ def _dim(value: int | str) -> int:
 def input_dims(meta: BundleMeta) -> list[int]:
     """Per-item input dims: [H, W, 3] for uint8 input, [3, H, W] for float; -1 where the size is free."""
     spec = meta.input
-    h, w = (-1, -1) if spec.dynamic_hw else (spec.height, spec.width)
+    free = spec.dynamic_hw or spec.io is GraphIO.FRAME  # frame IO: camera frames of any size
+    h, w = (-1, -1) if free else (spec.height, spec.width)
     return [h, w, 3] if spec.kind == "uint8" else [3, h, w]
 
 

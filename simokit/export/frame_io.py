@@ -1,0 +1,163 @@
+"""Frame IO: wrap a model-size graph so it takes camera frames and returns outputs at their size.
+
+The model-size graph (uint8 (B, h, w, 3) RGB in, seg logits / depth / normals at h x w out) gets
+a new input, uint8 (B, H, W, 3) in the camera's channel order at any H and W, and new outputs:
+
+- in front: INTER_AREA resampling to h x w (export.frame_resize), then the channel flip;
+- behind, per task by the task table's output kind and resize rule: class scores become labels
+  (ArgMax at model size, then nearest upsampling of the labels), linear outputs are resized
+  linearly (half-pixel centres, as OpenCV's INTER_LINEAR), unit vectors are renormalised after.
+
+The output size is the frame's ("input"), the model's ("model") or a fixed "HxW". Logits, when
+asked for, stay at model size. Every op added here is FP32, FP64 or integer, so an FP16 model-size
+graph wrapped by it keeps its pre- and post-processing in FP32.
+"""
+
+from __future__ import annotations
+
+import onnx
+from onnx import ModelProto, TensorProto, ValueInfoProto
+from onnx import helper as oh
+
+from simokit.errors import ConfigError
+from simokit.export.frame_resize import area_resize_nodes
+from simokit.export.graph_nodes import NodeBuilder
+from simokit.tasks.spec import OutputKind, Resize, get_task, output_kind, resize_rule
+
+FRAME_OPSET = 18  # Resize's `axes` attribute (resize H and W of NHWC / (B, H, W) tensors in place)
+OUTPUT_SIZES = ("input", "model")  # or "HxW"
+LABEL_DTYPES = {"uint8": TensorProto.UINT8, "int32": TensorProto.INT32}
+
+
+def parse_output_size(text: str) -> tuple[int, int] | str:
+    """'input', 'model' or 'HxW' -> the keyword or (H, W); anything else raises ConfigError."""
+    if text in OUTPUT_SIZES:
+        return text
+    parts = text.lower().split("x")
+    if len(parts) == 2 and all(p.isdigit() and int(p) > 0 for p in parts):
+        return int(parts[0]), int(parts[1])
+    raise ConfigError(f"output size '{text}' is not one of {', '.join(OUTPUT_SIZES)} or HxW (e.g. 480x640)")
+
+
+def label_dtype(classes: int) -> str:
+    """int32, the dtype every labels output has had, so overlays, sinks and metrics read them as before.
+
+    uint8 would take a quarter of the bytes at the frame's size (24 MB instead of 96 MB at 24 MP);
+    LABEL_DTYPES and this function are the one place to change for that.
+    """
+    return "int32"
+
+
+def wrap_frame_io(
+    core: ModelProto,
+    tasks: tuple[str, ...],
+    size: tuple[int, int],
+    seg_output: str,
+    output_size: str,
+    classes: dict[str, int],
+    bgr: bool = True,
+) -> ModelProto:
+    """The frame-IO graph around `core` (input "image" uint8 NHWC RGB at `size`, one output per task)."""
+    graph = core.graph
+    (inp,) = [i for i in graph.input if i.name not in {t.name for t in graph.initializer}]
+    b = NodeBuilder("frame")
+    frame = "image"
+    inner = f"{inp.name}/model_size"
+    for node in graph.node:
+        node.input[:] = [inner if n == inp.name else n for n in node.input]
+    resized = area_resize_nodes(b, frame, size)
+    if bgr:  # the flip runs on the model-size image, a few hundred kB, not on the frame
+        b.op("Gather", [resized, b.const_i64([2, 1, 0])], inner, axis=3)
+    else:
+        b.op("Identity", [resized], inner)
+    pre = list(b.nodes)
+    b.nodes.clear()
+    target = _target_size(b, frame, output_size, size)
+    outputs = []
+    for task in tasks:
+        raw = f"{task}/model_size"
+        for node in graph.node:
+            node.output[:] = [raw if n == task else n for n in node.output]
+        outputs.append(_post(b, task, raw, seg_output, target, classes.get(task, 0)))
+    del graph.input[:]
+    graph.input.append(oh.make_tensor_value_info(frame, TensorProto.UINT8, ["batch", "height", "width", 3]))
+    del graph.output[:]
+    graph.output.extend(outputs)
+    nodes = [*pre, *graph.node, *b.nodes]
+    del graph.node[:]
+    graph.node.extend(nodes)
+    graph.initializer.extend(b.initializers)
+    if any(e.version < FRAME_OPSET for e in core.opset_import if e.domain in ("", "ai.onnx")):
+        raise ConfigError(f"frame IO needs the model-size graph at opset >= {FRAME_OPSET}")
+    onnx.checker.check_model(core)
+    return core
+
+
+def _target_size(b: NodeBuilder, frame: str, output_size: str, size: tuple[int, int]) -> str | None:
+    """The (2,) int64 output size, or None for outputs left at the model's size."""
+    parsed = parse_output_size(output_size)
+    if parsed == "model" or parsed == size:
+        return None
+    if isinstance(parsed, tuple):
+        return b.const_i64(list(parsed))
+    return b.op("Slice", [b.op("Shape", [frame]), b.const_i64([1]), b.const_i64([3])])
+
+
+def _post(
+    b: NodeBuilder, task: str, raw: str, seg_output: str, target: str | None, classes: int
+) -> ValueInfoProto:
+    """Nodes from a model-size output to the task's graph output; returns its ValueInfo."""
+    kind = output_kind(task, seg_output)
+    hw = ["batch", "out_height", "out_width"] if target is not None else ["batch", "model_h", "model_w"]
+    if kind is OutputKind.LABELS:
+        dtype = LABEL_DTYPES[label_dtype(classes)]
+        labels = b.op("Cast", [b.op("ArgMax", [raw], axis=1, keepdims=0)], to=dtype)
+        _nearest(b, labels, target, task)
+        return oh.make_tensor_value_info(task, dtype, hw)
+    rule = resize_rule(task)
+    channels = get_task(task).out_channels
+    shape: list[str | int] = [hw[0], channels, *hw[1:]]
+    if kind is OutputKind.LOGITS:  # logits stay at model size: upsampling 150 planes is the cost to avoid
+        b.op("Identity", [raw], task)
+        return oh.make_tensor_value_info(task, TensorProto.FLOAT, ["batch", channels, "model_h", "model_w"])
+    if rule is Resize.LINEAR_UNIT and target is not None:
+        up = _resize(b, raw, target, None, Resize.LINEAR, axes=[2, 3])
+        norm = b.op("ReduceL2", [up, b.const_i64([1])], keepdims=1)
+        b.op("Div", [up, b.op("Max", [norm, b.const_f32(1e-6)])], task)
+    else:
+        _resize(b, raw, target, task, rule, axes=[2, 3])
+    return oh.make_tensor_value_info(task, TensorProto.FLOAT, shape)
+
+
+def _resize(
+    b: NodeBuilder, x: str, target: str | None, out: str | None, rule: Resize, axes: list[int]
+) -> str:
+    """Resize H and W of `x` to `target` as the runtime's OpenCV path does (or pass it through)."""
+    if target is None:
+        return b.op("Identity", [x], out)
+    # OpenCV INTER_LINEAR: half-pixel centres, clamped at the border, no antialiasing
+    attrs = {"mode": "linear", "coordinate_transformation_mode": "half_pixel"}
+    return b.op("Resize", [x, "", "", target], out, axes=axes, **attrs)
+
+
+def _nearest(b: NodeBuilder, labels: str, target: str | None, out: str) -> str:
+    """(B, h, w) labels -> (B, H, W) by OpenCV's INTER_NEAREST rule, source = floor(dst * (1 / (H / h))).
+
+    Written as two Gathers with the indices computed in float64 as OpenCV does: ONNX Resize divides
+    by a float32 scale instead, which picks the neighbouring row at exact multiples (0.3% of pixels
+    at 56 -> 100).
+    """
+    if target is None:
+        return b.op("Identity", [labels], out)
+    shape = b.op("Shape", [labels])
+    x = labels
+    for axis in (1, 2):
+        dst = b.op("Gather", [target, b.const_i64(axis - 1)], axis=0)
+        src = b.op("Cast", [b.op("Gather", [shape, b.const_i64(axis)], axis=0)], to=TensorProto.DOUBLE)
+        steps = b.op("Cast", [b.op("Range", [b.const_i64(0), dst, b.const_i64(1)])], to=TensorProto.DOUBLE)
+        # Reciprocal, not Div(1, r): ONNX Runtime fuses Div(1, r) -> Mul into one Div, which rounds
+        # differently from OpenCV's x * (1 / r) at exact multiples
+        inv = b.op("Reciprocal", [b.op("Div", [b.op("Cast", [dst], to=TensorProto.DOUBLE), src])])
+        index = b.op("Cast", [b.op("Floor", [b.op("Mul", [steps, inv])])], to=TensorProto.INT64)
+        x = b.op("Gather", [x, index], out if axis == 2 else None, axis=axis)
+    return x
