@@ -22,9 +22,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--io",
         choices=["frame", "model"],
-        default="frame",
-        help="frame: the graph takes uint8 BGR camera frames of any size and does resizing, argmax and "
-        "upsampling itself; model: the model-size graph, for callers that feed tensors themselves",
+        default="model",
+        help="model (default): the model-size graph, frames resized by the engine; frame: the graph takes "
+        "uint8 BGR camera frames of any size and does resizing, argmax and upsampling itself (ONNX "
+        "Runtime only for now: no TensorRT build yet)",
     )
     p.add_argument(
         "--output-size",

@@ -127,3 +127,14 @@ def test_fp16_frame_graph_keeps_its_pre_and_post_processing_in_fp32(tmp_path: Pa
     full, half = (load(out, threads=1, precision=p).infer(frame) for p in (None, "fp16"))
     assert (full["seg"] == half["seg"]).mean() > 0.99
     np.testing.assert_allclose(half["normal"], full["normal"], atol=5e-2)
+
+
+def test_build_engine_refuses_frame_io_bundles_in_one_line(
+    bundles: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The frame graph's uint8 Gather and float64 index maths are not TensorRT-valid: say so up front."""
+    from simokit.cli import main
+
+    assert main(["build-engine", str(bundles["frame"])]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--io model" in err[0], err

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from simokit.cache import atomic_path
 from simokit.errors import ConfigError
-from simokit.runtime.bundle import BundleError, BundleMeta, read_meta
+from simokit.runtime.bundle import BundleError, BundleMeta, GraphIO, read_meta
 from simokit.runtime.capabilities import require
 from simokit.runtime.manifest import record_files
 from simokit.runtime.trt import ENGINE_FILE, SIDECAR_FILE
@@ -44,6 +44,11 @@ def build_engine(bundle: str | Path, opts: BuildOptions, log: Log = _stderr) -> 
     """
     root = Path(bundle)
     meta = read_meta(root)
+    if meta.input.io == GraphIO.FRAME:  # its uint8 Gather and float64 index maths are not TensorRT-valid
+        raise BundleError(
+            f"{root}: the graph takes camera frames (--io frame), which has no TensorRT build yet; "
+            "rebuild the bundle with simokit build --io model for TensorRT"
+        )
     onnx_path = root / opts.onnx_file
     if not onnx_path.is_file():
         raise BundleError(f"{onnx_path} not found; --onnx names a graph file inside the bundle")
