@@ -15,10 +15,10 @@ import numpy as np
 
 from simokit.errors import DataError
 from simokit.runtime.sampling import SampledSource
-from simokit.runtime.sources import CaptureSource, FolderSource, Source, StreamError
+from simokit.runtime.sources import CaptureSource, FolderSource, Source, StreamError, open_source
 
 SCENES = "scenes"
-_KINDS = "an image folder, a video file, an NYUv2-layout folder or 'scenes[:split]'"
+_KINDS = "an image folder, a video file, a ROS 2 bag (.mcap), an NYUv2-layout folder or 'scenes[:split]'"
 
 
 class ArraySource(Source):
@@ -90,9 +90,11 @@ def nyuv2_split(path: Path) -> tuple[Path, str] | None:
     return None
 
 
-def open_frames(spec: str, n: int, every: int = 10, progress: bool = True) -> SampledSource:
-    """Open `spec`: 'scenes[:split]' (renders n), an NYUv2 folder, an image folder (recursively) or a
-    video file (one frame in `every`), as RGB frames by index."""
+def open_frames(
+    spec: str, n: int, every: int = 10, progress: bool = True, topic: str | None = None
+) -> SampledSource:
+    """Open `spec`: 'scenes[:split]' (renders n), an NYUv2 folder, an image folder (recursively), a
+    video file or a ROS 2 bag's image `topic` (one frame in `every`), as RGB frames by index."""
     if spec == SCENES or spec.startswith(SCENES + ":"):
         scenes = SceneSplit(spec.partition(":")[2] or "calib", n, progress)
         return SampledSource(scenes, rgb=True, describe=lambda _: scenes.description)
@@ -100,6 +102,13 @@ def open_frames(spec: str, n: int, every: int = 10, progress: bool = True) -> Sa
     if not path.exists():
         raise DataError(f"calibration data '{spec}' not found; give {_KINDS}")
     try:
+        if path.suffix.lower() == ".mcap" or (path / "metadata.yaml").is_file():
+            bag = open_source(str(path), topic=topic)
+            return SampledSource(
+                bag, every, rgb=True, describe=lambda t: f"bag {path} (1 in {every} of its {t} frames)"
+            )
+        if topic:
+            raise DataError(f"--topic {topic}: only ROS 2 bags (.mcap) have topics; '{spec}' is not one")
         if path.is_file():
             video = CaptureSource(str(path), str(path), "CAP_ANY", live=False)
             return SampledSource(

@@ -49,6 +49,7 @@ class CalibOptions:
     mean_budget: float = 1.0
     eval: str = "scenes:test"
     every: int = 10
+    topic: str | None = None
     seed: int = 0
     batch: int = 8
     threads: int | None = None
@@ -82,7 +83,7 @@ def calibrate_bundle(bundle: Path, opts: CalibOptions) -> CalibResult:
     check_input(
         onnx.load(str(bundle / MODEL_FILE), load_external_data=False), meta.input, str(bundle / MODEL_FILE)
     )
-    source = open_frames(opts.data, opts.n, opts.every, opts.progress)
+    source = open_frames(opts.data, opts.n, opts.every, opts.progress, opts.topic)
     calib = load_calib_set(source, meta, opts.n, opts.seed, opts.progress)
     labelled = load_labelled(opts.eval, opts.progress)
     trt_builder = _trt_builder() if opts.trt_cache else None

@@ -16,8 +16,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--data",
         required=True,
-        help="calibration frames: image folder, video file, NYUv2-layout folder or 'scenes[:split]'",
+        help="calibration frames: image folder, video file, ROS 2 bag (.mcap, with --topic), "
+        "NYUv2-layout folder or 'scenes[:split]'",
     )
+    p.add_argument("--topic", help="ROS 2 bag: the image topic to read (default: the bag's only one)")
     p.add_argument(
         "--method",
         choices=["minmax", "entropy", "percentile"],
@@ -25,7 +27,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="activation range estimator (default: percentile, 99.999%%)",
     )
     p.add_argument("--n", type=int, default=256, help="calibration images, a fixed subset (default: 256)")
-    p.add_argument("--every", type=int, default=10, help="video: use every k-th frame (default: %(default)s)")
+    p.add_argument(
+        "--every", type=int, default=10, help="video or bag: use every k-th frame (default: %(default)s)"
+    )
     p.add_argument(
         "--exclude",
         nargs="+",

@@ -222,3 +222,26 @@ def test_camera_frames_recorded_to_a_bag_carry_their_capture_time(
     assert len(stamps) == 3 and before <= stamps[0] <= stamps[-1] <= time.time_ns()
     assert [log_time for _, log_time in depth] == stamps  # logged at the stamp: no input log time to keep
     assert {h.frame_id for h, _ in depth} == {"camera"}
+
+
+def test_calib_reads_a_bag_topic_frame_for_frame(
+    recorded: tuple[Path, dict[str, Any]], stream_bundle: Path, tmp_path: Path
+) -> None:
+    """`simokit calib --data robot.mcap --topic T` calibrates on the topic's frames, like a video."""
+    import shutil
+
+    from simokit.calib.frames import open_frames
+    from simokit.calib.workflow import CalibOptions, calibrate_bundle
+    from simokit.errors import DataError
+
+    bag, expected = recorded
+    frames = open_frames(str(bag), N, every=1, progress=False, topic=_topic("bgr8"))
+    assert frames.description.startswith("bag ") and len(frames) == N
+    for got, (_, _, bgr) in zip(frames.frames(range(N)), expected[_topic("bgr8")], strict=True):
+        np.testing.assert_array_equal(got, bgr[..., ::-1])  # calibration reads RGB
+    with pytest.raises(DataError, match="only ROS 2 bags"):
+        open_frames(str(tmp_path), 1, topic="/camera/image_raw")
+    bundle = Path(shutil.copytree(stream_bundle, tmp_path / "b"))
+    opts = CalibOptions(str(bag), n=N, every=1, topic=_topic("jpeg"), eval="none", progress=False)
+    result = calibrate_bundle(bundle, opts)
+    assert (bundle / "model.int8.onnx").is_file() and "bag" in result.report
