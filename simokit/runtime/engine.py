@@ -121,7 +121,8 @@ def _resize_output(task: str, value: np.ndarray, size: tuple[int, int]) -> np.nd
     cv2 = _cv2("outputs must be mapped back to the frame size")
     h, w = size
     # (B, H, W) outputs are label maps; a task the table lacks (a newer bundle) is resized linearly
-    rule = resize_rule(task, labels=value.ndim == 3) if task in TASKS or value.ndim == 3 else Resize.LINEAR
+    labels = value.ndim == 3
+    rule = resize_rule(task, labels) if labels or task in TASKS else Resize.LINEAR
     if rule == Resize.NEAREST:
         return np.stack([cv2.resize(v, (w, h), interpolation=cv2.INTER_NEAREST) for v in value])
     out = np.stack(

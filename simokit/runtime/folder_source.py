@@ -62,10 +62,9 @@ class FolderSource(Source):
         self._end_of_folder()
         return None
 
-    @property
-    def position(self) -> int:
-        """How many files read() and skip() have consumed (unreadable ones included)."""
-        return self._next
+    def dropped(self) -> int:
+        """Unreadable files read() has skipped since open()."""
+        return len(self.unreadable)
 
     def _end_of_folder(self) -> None:
         self._warn_unreadable()

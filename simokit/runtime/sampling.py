@@ -70,17 +70,16 @@ class SampledSource:
                     continue
                 while position < target and self.source.skip():
                     position += 1
+                dropped = self.source.dropped()
                 frame = self.source.read() if position == target else None
                 if frame is None:
                     break
-                # a folder skips unreadable files inside read(): its own count says where it stands
-                position = getattr(self.source, "position", position + 1)
+                position += 1 + self.source.dropped() - dropped  # read() may pass unreadable frames
                 got += 1
                 yield np.ascontiguousarray(frame[..., ::-1]) if self.rgb else frame
         finally:
             self.source.close()
-        lost = len(getattr(self.source, "unreadable", ()))
-        if got == 0 or got + lost < len(wanted):
+        if got == 0 or got + self.source.dropped() < len(wanted):
             raise DataError(
                 f"{self.source.uri}: only {got} of {len(wanted)} frames decoded on the second pass"
             )

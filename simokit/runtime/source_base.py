@@ -50,6 +50,10 @@ class Source(ABC):
         """Frames an opened finite source holds when known without reading them, else None."""
         return None
 
+    def dropped(self) -> int:
+        """Frames read() has passed over since open() because they could not be decoded."""
+        return 0
+
 
 def require_cv2(what: str) -> Any:
     """The cv2 module, or StreamError saying `what` needs OpenCV and how to install it."""
