@@ -25,6 +25,14 @@ class DenseHead(nn.Module):
         """Encoder block indices this head reads, in the order it expects them."""
         return self.cfg.layers
 
+    def native_size(self, height: int, width: int) -> tuple[int, int]:
+        """Output size the head's source model returns for an input of (height, width) pixels.
+
+        simokit's own heads predict at the input size; imported heads override this with their
+        source's rule, which the single-expert export of `simokit import` reproduces.
+        """
+        return height, width
+
     def consumers(self) -> list[FeatureConsumer]:
         """First linear layers fed by each (layer, part) of the encoder features."""
         raise NotImplementedError

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from simokit.config import from_dict as config_from_dict
@@ -16,7 +16,12 @@ DPT_NUM_LAYERS = 4
 
 @dataclass(frozen=True)
 class HeadConfig:
-    """What a head predicts and which encoder blocks it reads (indices may be negative)."""
+    """What a head predicts and which encoder features it reads (block indices may be negative).
+
+    `norm` says whether the head reads block outputs after the encoder's final LayerNorm (simokit's
+    heads and Depth Anything do; the official DINOv2 depth heads do not). `options` holds settings only
+    one head kind has (depth bins, a metric depth range, per-branch widths); that kind checks them.
+    """
 
     kind: str
     out_channels: int
@@ -25,6 +30,8 @@ class HeadConfig:
     use_cls: bool = False
     batch_norm: bool = False
     dpt_features: int = 64
+    norm: bool = True
+    options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         """Validate fields; lists from JSON become tuples."""
@@ -51,6 +58,7 @@ class HeadConfig:
         """Return a JSON-safe dict of all fields."""
         data = dataclasses.asdict(self)
         data["layers"] = list(self.layers)
+        data["options"] = dict(self.options)
         return data
 
     @classmethod
