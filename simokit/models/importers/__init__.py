@@ -8,15 +8,9 @@ Hugging Face folder without unpickling code; the registry detects the format; th
 
 from __future__ import annotations
 
+from simokit.models.importers.lookup import detect, import_model, known_formats, read_models
 from simokit.models.importers.model import ImportedModel
-from simokit.models.importers.registry import (
-    IMPORTERS,
-    Importer,
-    detect,
-    import_model,
-    read_models,
-    register,
-)
+from simokit.models.importers.registry import IMPORTERS, Importer, register
 from simokit.models.importers.source import Source, read_source
 from simokit.models.importers.writer import save_imported
 
@@ -27,6 +21,7 @@ __all__ = [
     "Source",
     "detect",
     "import_model",
+    "known_formats",
     "read_models",
     "read_source",
     "register",

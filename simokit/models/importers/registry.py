@@ -1,13 +1,12 @@
-"""The importer table: each format registers one Importer; detection asks each in registration order."""
+"""The importer table: each format module registers one Importer here when it is imported."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Protocol
 
-from simokit.errors import CheckpointError, ConfigError
+from simokit.errors import ConfigError
 from simokit.models.importers.model import ImportedModel
-from simokit.models.importers.source import Source, read_source
+from simokit.models.importers.source import Source
 
 
 class Importer(Protocol):
@@ -34,52 +33,3 @@ def register(importer: Importer) -> Importer:
         raise ConfigError(f"importer '{importer.name}' is registered twice")
     IMPORTERS[importer.name] = importer
     return importer
-
-
-def _load_formats() -> None:
-    # Format modules register on import; importing them here keeps the table complete for callers.
-    from simokit.models.importers import formats  # noqa: F401
-
-
-def known_formats() -> list[str]:
-    """Names of every registered format."""
-    _load_formats()
-    return list(IMPORTERS)
-
-
-def detect(source: Source, fmt: str | None = None) -> Importer:
-    """The importer for `source`: `fmt` when given (checked), else the first format that recognises it."""
-    _load_formats()
-    if fmt is not None:
-        if fmt not in IMPORTERS:
-            raise ConfigError(f"unknown format '{fmt}'; choose from {', '.join(IMPORTERS)}")
-        return IMPORTERS[fmt]
-    for importer in IMPORTERS.values():
-        if importer.detect(source):
-            return importer
-    keys = source.top_keys()
-    shown = ", ".join(keys[:8]) + (f" (+{len(keys) - 8} more)" if len(keys) > 8 else "")
-    raise CheckpointError(
-        f"{source.path}: no known format (top-level keys: {shown}); known formats: {', '.join(IMPORTERS)}"
-    )
-
-
-def read_models(path: str | Path, fmt: str | None = None) -> list[ImportedModel]:
-    """Every model in the file at `path`, converted to simokit's layouts."""
-    source = read_source(path)
-    return detect(source, fmt).convert(source)
-
-
-def import_model(path: str | Path, task: str | None = None, fmt: str | None = None) -> ImportedModel:
-    """The one model of `path` for `task` (needed when the file holds several task heads)."""
-    models = read_models(path, fmt)
-    if task is not None:
-        matching = [m for m in models if m.task == task]
-        if not matching:
-            have = ", ".join(str(m.task) for m in models if m.task) or "none (a base encoder)"
-            raise ConfigError(f"{path} has no '{task}' head; its tasks: {have}")
-        return matching[0]
-    if len(models) > 1:
-        tasks = ", ".join(str(m.task) for m in models)
-        raise ConfigError(f"{path} holds heads for {tasks}; pick one with --task")
-    return models[0]
