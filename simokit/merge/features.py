@@ -17,15 +17,22 @@ from torch import Tensor
 from simokit.data import SceneArrays, to_tensor_batch
 from simokit.device import on_device, resolve_device
 from simokit.models import DinoVisionTransformer
-from simokit.models.heads import DenseHead
+from simokit.models.heads import DenseHead, FeatureConsumer
 
-Part = tuple[int, str]  # (non-negative block index, "patch" | "cls")
-BatchFeatures = dict[int, tuple[Tensor, Tensor]]  # block -> ((B, C, h, w) patch map, (B, C) CLS)
+# A site is where features are read: (non-negative block index, after the final LayerNorm?).
+Site = tuple[int, bool]
+Part = tuple[Site, str]  # (site, "patch" | "cls")
+BatchFeatures = dict[Site, tuple[Tensor, Tensor]]  # site -> ((B, C, h, w) patch map, (B, C) CLS)
 
 
 def head_parts(head: DenseHead, depth: int) -> list[Part]:
-    """The (block, part) pairs a head reads, block indices made non-negative."""
-    return sorted({(c.layer % depth, c.part) for c in head.consumers()})
+    """The (site, part) pairs a head reads, block indices made non-negative."""
+    return sorted({((c.layer % depth, head.cfg.norm), c.part) for c in head.consumers()})
+
+
+def part_of(consumer: FeatureConsumer, head: DenseHead, depth: int) -> Part:
+    """The (site, part) a head's feature consumer reads."""
+    return (consumer.layer % depth, head.cfg.norm), consumer.part
 
 
 def image_batches(data: SceneArrays, n: int, batch: int) -> Iterator[Tensor]:
@@ -36,28 +43,27 @@ def image_batches(data: SceneArrays, n: int, batch: int) -> Iterator[Tensor]:
 
 
 @torch.no_grad()
-def block_features(encoder: DinoVisionTransformer, x: Tensor, blocks: list[int]) -> BatchFeatures:
-    """Final-norm features of `blocks` for one batch: block -> ((B, C, h, w), (B, C))."""
-    outs = encoder.get_intermediate_layers(x, n=blocks, reshape=True, return_class_token=True, norm=True)
-    return {b: (o[0], o[1]) for b, o in zip(blocks, outs, strict=True)}
+def block_features(encoder: DinoVisionTransformer, x: Tensor, sites: list[Site]) -> BatchFeatures:
+    """Features at `sites` for one batch: site -> ((B, C, h, w), (B, C))."""
+    return encoder.block_sites(x, sites)
 
 
 @torch.no_grad()
 def collect(
-    encoder: DinoVisionTransformer, batches: list[Tensor], blocks: list[int], device: str = "cpu"
+    encoder: DinoVisionTransformer, batches: list[Tensor], sites: list[Site], device: str = "cpu"
 ) -> list[BatchFeatures]:
-    """Features of `blocks` for every batch in `batches`, computed on `device`, returned on CPU."""
+    """Features at `sites` for every batch in `batches`, computed on `device`, returned on CPU."""
     dev = resolve_device(device)
     net = cast(DinoVisionTransformer, on_device(encoder, dev)).eval()
     out = []
     for x in batches:
-        feats = block_features(net, x.to(dev), blocks)
+        feats = block_features(net, x.to(dev), sites)
         out.append({b: (p.cpu(), c.cpu()) for b, (p, c) in feats.items()})
     return out
 
 
 def rows(feats: BatchFeatures, part: Part) -> Tensor:
-    """One part of one block as (N, C) rows: patch tokens flattened over B·h·w, or CLS tokens."""
+    """One part of one site as (N, C) rows: patch tokens flattened over B·h·w, or CLS tokens."""
     patch, cls = feats[part[0]]
     if part[1] == "cls":
         return cls

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from simokit.merge.features import BatchFeatures, Part, collect, rows
+from simokit.merge.features import BatchFeatures, Part, Site, collect, rows
 from simokit.models import DinoVisionTransformer
 from simokit.recipe import SelectBy
 
@@ -53,8 +53,8 @@ class TapReference:
     device: str = "cpu"  # where merged encoders run to be scored
 
     @property
-    def blocks(self) -> list[int]:
-        """Every block any task reads."""
+    def blocks(self) -> list[Site]:
+        """Every site any task reads."""
         return sorted({b for ps in self.parts.values() for b, _ in ps})
 
 

@@ -48,13 +48,13 @@ class MultiTaskModel(nn.Module):
             needed.update(self.head_layers(name))
         return sorted(needed)
 
-    def features(self, x: Tensor) -> dict[int, tuple[Tensor, Tensor]]:
-        """One encoder pass: (B, 3, H, W) -> {block: (patch map (B, C, H/p, W/p), cls (B, C))}."""
-        layers = self.required_layers()
-        outputs = self.encoder.get_intermediate_layers(
-            x, n=layers, reshape=True, return_class_token=True, norm=True
-        )
-        return dict(zip(layers, outputs, strict=True))
+    def required_sites(self) -> list[tuple[int, bool]]:
+        """Sorted (block, after final norm?) pairs all heads read."""
+        return sorted({(b, h.cfg.norm) for name, h in self._head_items() for b in self.head_layers(name)})
+
+    def features(self, x: Tensor) -> dict[tuple[int, bool], tuple[Tensor, Tensor]]:
+        """One encoder pass: (B, 3, H, W) -> {(block, normed): (patch (B, C, H/p, W/p), cls (B, C))}."""
+        return self.encoder.block_sites(x, self.required_sites())
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         """Predict every task: (B, 3, H, W) -> {task: (B, K_task, H, W)}."""
@@ -62,7 +62,7 @@ class MultiTaskModel(nn.Module):
         out_size = (x.shape[-2], x.shape[-1])  # no int(): keeps ONNX exports with dynamic size dynamic
         outputs: dict[str, Tensor] = {}
         for name, head in self._head_items():
-            outputs[name] = head([feats[i] for i in self.head_layers(name)], out_size)
+            outputs[name] = head([feats[(i, head.cfg.norm)] for i in self.head_layers(name)], out_size)
         return outputs
 
     def consumers(self) -> dict[str, list[FeatureConsumer]]:

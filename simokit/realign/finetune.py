@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from simokit.data import SceneArrays, targets_to_tensors
-from simokit.merge.features import collect, image_batches
+from simokit.merge.features import BatchFeatures, collect, image_batches
 from simokit.models import DinoVisionTransformer
 from simokit.models.heads import DenseHead
 from simokit.realign.base import ExpertTargets, RealignResult, RealignSettings
@@ -35,9 +35,9 @@ def finetune_heads(
 ) -> RealignResult:
     """Return copies of `heads` fine-tuned on cached merged features of `n_images` labelled images."""
     depth = merged.depth
-    blocks = sorted({b % depth for h in heads.values() for b in h.layers})
+    sites = sorted({(b % depth, h.cfg.norm) for h in heads.values() for b in h.layers})
     images = list(image_batches(data, n_images, batch))
-    feats = [f for chunk in collect(merged, images, blocks) for f in _split(chunk)]
+    feats = [f for chunk in collect(merged, images, sites) for f in _split(chunk)]
     count = len(feats)
     size = (images[0].shape[2], images[0].shape[3])
     rng = np.random.default_rng(seed)
@@ -49,7 +49,7 @@ def finetune_heads(
         losses = []
         for _ in range(steps):
             idx = np.sort(rng.choice(count, size=min(batch, count), replace=False))
-            x = [_stack([feats[i][b % depth] for i in idx]) for b in tuned.layers]
+            x = [_stack([feats[i][(b % depth, tuned.cfg.norm)] for i in idx]) for b in tuned.layers]
             loss = task_loss(task, tuned(x, size), targets[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -81,8 +81,8 @@ def fit_finetune(
 
 
 def _split(
-    chunk: dict[int, tuple[torch.Tensor, torch.Tensor]],
-) -> list[dict[int, tuple[torch.Tensor, torch.Tensor]]]:
+    chunk: BatchFeatures,
+) -> list[BatchFeatures]:
     n = next(iter(chunk.values()))[0].shape[0]
     return [{b: (p[i], c[i]) for b, (p, c) in chunk.items()} for i in range(n)]
 

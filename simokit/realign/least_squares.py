@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from simokit.data import SceneArrays
 from simokit.errors import ConfigError
-from simokit.merge.features import BatchFeatures, Part, collect, head_parts, image_batches, rows
+from simokit.merge.features import BatchFeatures, Part, collect, head_parts, image_batches, part_of, rows
 from simokit.models import DinoVisionTransformer
 from simokit.models.heads import DenseHead, fold_linear_map
 from simokit.realign.base import ExpertTargets, RealignResult, RealignSettings
@@ -121,9 +121,7 @@ def fit_realignment(
     for task, head in heads.items():
         folded = copy.deepcopy(head).eval()
         for consumer in folded.consumers():
-            fold_linear_map(
-                consumer, *(m.float() for m in maps[task][(consumer.layer % depth, consumer.part)])
-            )
+            fold_linear_map(consumer, *(m.float() for m in maps[task][part_of(consumer, folded, depth)]))
         result.heads[task] = folded
         result.stats[task] = _fit_stats(grams[task], maps[task])
     return result

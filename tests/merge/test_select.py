@@ -39,7 +39,7 @@ def test_tap_is_zero_for_the_expert_one_for_the_base_and_ranks_interpolations() 
         for p in expert.parameters():
             p.add_(0.1 * torch.randn_like(p))
     batches = [torch.randn(2, 3, 56, 56)]
-    parts = {"seg": [(1, "patch")]}
+    parts = {"seg": [((1, True), "patch")]}
     ref = tap_reference(base, {"seg": expert}, parts, batches)
     assert tap_score(expert, ref)["mean"] == pytest.approx(0.0, abs=1e-12)
     assert tap_score(base, ref)["seg"] == pytest.approx(1.0)
@@ -51,7 +51,7 @@ def test_tap_is_zero_for_the_expert_one_for_the_base_and_ranks_interpolations() 
         )
         scores.append(tap_score(mid, ref)["mean"])
     assert scores[0] > scores[1] > scores[2] > 0.0  # closer in weights, closer in features
-    assert len(collect(base, batches, [0, 1])[0]) == 2
+    assert len(collect(base, batches, [(0, True), (1, True)])[0]) == 2
 
 
 def test_pick_and_spearman() -> None:

@@ -95,6 +95,21 @@ def test_folded_heads_on_merged_features_track_experts(setup: dict) -> None:  # 
     assert result.images == 24
 
 
+def test_heads_reading_raw_blocks_are_fitted_on_raw_features(setup: dict) -> None:  # type: ignore[type-arg]
+    merged, expert, data = setup["merged"], setup["expert"], setup["data"]
+    head = build_head(HeadConfig("linear", 1, "none", layers=(0, 1), use_cls=True, norm=False), 48).eval()
+    result = fit_realignment(merged, {"depth": expert}, {"depth": head}, data, n_images=24, ridge=1e-6)
+    x = to_tensor_batch(data.image[:8])
+    n = {"n": (0, 1), "reshape": True, "return_class_token": True, "norm": False}
+    target = head(list(expert.get_intermediate_layers(x, **n)), (56, 56))
+    err_plain = (head(list(merged.get_intermediate_layers(x, **n)), (56, 56)) - target).abs().mean()
+    err_folded = (
+        result.heads["depth"](list(merged.get_intermediate_layers(x, **n)), (56, 56)) - target
+    ).abs()
+    assert err_folded.mean() < 0.5 * err_plain
+    assert head_parts(head, merged.depth)[0] == ((0, False), "cls")
+
+
 def test_identical_encoders_give_identity_maps(setup: dict) -> None:  # type: ignore[type-arg]
     merged, data, heads = setup["merged"], setup["data"], setup["heads"]
     result = fit_realignment(merged, {"seg": merged, "depth": merged}, heads, data, n_images=16, ridge=1e-3)
@@ -115,7 +130,7 @@ def test_joint_mode_shares_one_map_and_bad_mode_is_refused(setup: dict) -> None:
     a = fit_realignment(merged, {"depth": expert}, one_head, data, mode="head", n_images=16)
     b = fit_realignment(merged, {"depth": expert}, one_head, data, mode="joint", n_images=16)
     assert a.stats == b.stats  # with a single task the stacked fit is the per-task fit
-    assert head_parts(heads["seg"], merged.depth) == [(1, "cls"), (1, "patch")]
+    assert head_parts(heads["seg"], merged.depth) == [((1, True), "cls"), ((1, True), "patch")]
     with pytest.raises(ConfigError, match="re-alignment mode"):
         fit_realignment(merged, {"depth": expert}, one_head, data, mode="shared")
 

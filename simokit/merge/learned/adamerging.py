@@ -88,7 +88,9 @@ class AdaMergingTap(LearnedMerge[AdaMergingParams]):
             hparams = {**hparams, "init": float(alpha)}
         params = cast(AdaMergingParams, cls.params_from(hparams))
         blocks = {
-            t: sorted({b for b, part in ctx.parts[t] if part == "patch"} or {b for b, _ in ctx.parts[t]})
+            t: sorted(
+                {s[0] for s, part in ctx.parts[t] if part == "patch"} or {s[0] for s, _ in ctx.parts[t]}
+            )
             for t in ctx.experts
         }
         result = learn_coefficients(

@@ -155,6 +155,32 @@ class DinoVisionTransformer(nn.Module):
             raise ConfigError("no block indices given; pass an int or a non-empty sequence of indices")
         return indices
 
+    def block_sites(
+        self, x: Tensor, sites: Sequence[tuple[int, bool]]
+    ) -> dict[tuple[int, bool], tuple[Tensor, Tensor]]:
+        """Features at each (block, after final norm?) site: (B, 3, H, W) -> {site: ((B, D, h, w), (B, D))}.
+
+        One pass serves heads that read the same block with and without the final LayerNorm.
+        """
+        wanted = self.resolve_block_indices(sorted({b for b, _ in sites}))
+        tokens = self.prepare_tokens(x)
+        taken: dict[int, Tensor] = {}
+        for index, block in enumerate(self.blocks[: max(wanted) + 1]):
+            tokens = block(tokens)
+            if index in wanted:
+                taken[index] = tokens
+        B = x.shape[0]
+        grid_h, grid_w = x.shape[2] // self.patch_size, x.shape[3] // self.patch_size
+        out: dict[tuple[int, bool], tuple[Tensor, Tensor]] = {}
+        for index, normed in sites:
+            out_tokens = taken[int(index) % self.depth]
+            if normed:
+                out_tokens = self.norm(out_tokens)
+            patch = out_tokens[:, 1 + self.num_register_tokens :]
+            patch = patch.reshape(B, grid_h, grid_w, -1).permute(0, 3, 1, 2).contiguous()
+            out[(index, normed)] = (patch, out_tokens[:, 0])
+        return out
+
     def get_intermediate_layers(
         self,
         x: Tensor,
