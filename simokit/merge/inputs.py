@@ -10,8 +10,9 @@ import torch
 
 from simokit.errors import CheckpointError
 from simokit.models import DinoVisionTransformer, VitConfig, build_encoder
-from simokit.models.checkpoint import Checkpoint, check_compatible, heads_from_checkpoint, load_checkpoint
+from simokit.models.checkpoint import Checkpoint, check_compatible, heads_from_checkpoint
 from simokit.models.heads import DenseHead
+from simokit.models.importers import load_any
 
 EncoderFactory = Callable[[dict[str, torch.Tensor]], DinoVisionTransformer]
 
@@ -34,8 +35,9 @@ class Inputs:
 
 def load_inputs(base_path: str | Path, expert_paths: list[str | Path]) -> tuple[Inputs, list[Checkpoint]]:
     """Read the base and expert checkpoints, check they share base and architecture, build heads."""
-    base = load_checkpoint(base_path)
-    experts = [load_checkpoint(p) for p in expert_paths]
+    # simokit checkpoints load as they are; any importable format is converted in memory
+    base = load_any(base_path)
+    experts = [load_any(p) for p in expert_paths]
     check_compatible(experts, base)
     tasks = [ck.meta.tasks[0] for ck in experts]
     dupes = sorted({t for t in tasks if tasks.count(t) > 1})

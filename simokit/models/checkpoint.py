@@ -146,8 +146,31 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     return Checkpoint(p, meta, encoder, heads)
 
 
+def _architecture(encoder: dict[str, Any]) -> dict[str, Any]:
+    """The fields of an encoder config that decide its tensors and outputs.
+
+    LayerScale's init value only seeds training, so sources that write 1e-5, 1.0 or nothing for the
+    same trained weights still agree; whether LayerScale exists at all does matter.
+    """
+    arch = dict(encoder)
+    arch["init_values"] = arch.get("init_values") is not None
+    return arch
+
+
+def _describe(encoder: dict[str, Any]) -> str:
+    """A short name for an encoder architecture, e.g. 'dim 384, 12 blocks, patch 14, 4 registers'."""
+    return (
+        f"dim {encoder.get('embed_dim')}, {encoder.get('depth')} blocks, patch {encoder.get('patch_size')}, "
+        f"{encoder.get('num_register_tokens', 0)} registers"
+    )
+
+
 def check_compatible(experts: list[Checkpoint], base: Checkpoint | None = None) -> None:
-    """Refuse experts that cannot be merged: other base, architecture, keys, shapes or dtypes."""
+    """Refuse experts that cannot be merged: other base, architecture, keys, shapes or dtypes.
+
+    An expert whose base is unknown (imported from a format that does not record it, base_hash "")
+    is checked on architecture, keys and shapes only.
+    """
     if not experts:
         raise CheckpointError("no expert checkpoints given")
     ref = base or experts[0]
@@ -155,12 +178,14 @@ def check_compatible(experts: list[Checkpoint], base: Checkpoint | None = None) 
     for ck in experts:
         if ck.meta.kind != "expert":
             raise CheckpointError(f"{ck.path}: is a '{ck.meta.kind}' checkpoint, expected an expert")
-        if ck.meta.encoder != ref.meta.encoder:
-            diff = sorted(k for k in ck.meta.encoder if ck.meta.encoder.get(k) != ref.meta.encoder.get(k))
+        mine, theirs = _architecture(ck.meta.encoder), _architecture(ref.meta.encoder)
+        if mine != theirs:
+            diff = sorted(k for k in mine if mine.get(k) != theirs.get(k))
             raise CheckpointError(
-                f"{ck.path}: encoder architecture differs from {ref.path} in {', '.join(diff)}"
+                f"{ck.path} ({_describe(mine)}) and {ref.path} ({_describe(theirs)}) are different "
+                f"encoders (they differ in {', '.join(diff)}); experts must share one base"
             )
-        if ck.meta.base_hash != ref_hash:
+        if ck.meta.base_hash and ref_hash and ck.meta.base_hash != ref_hash:
             raise CheckpointError(
                 f"{ck.path}: fine-tuned from base {ck.meta.base_hash[:12]}, not {ref_hash[:12]} ({ref.path})"
             )

@@ -18,7 +18,8 @@ from simokit.data import CLASS_NAMES, PALETTE
 from simokit.errors import SimokitError
 from simokit.export.bundle import write_bundle
 from simokit.export.onnx import ExportSpec, export_onnx
-from simokit.models.checkpoint import load_checkpoint, model_from_checkpoint
+from simokit.models.checkpoint import model_from_checkpoint
+from simokit.models.importers import load_any
 from simokit.pipeline.domains import DomainResult
 from simokit.pipeline.merging import MergeOutputs, file_sha256, merge_and_report
 from simokit.pipeline.study import Row, row_summary
@@ -93,7 +94,7 @@ def export_experts(paths: list[Path], spec: ExportSpec, work: Path) -> dict[str,
     """Each expert alone with the bundle's pre/post-processing, for `simokit profile BUNDLE`."""
     files = {}
     for path in paths:
-        model = model_from_checkpoint(load_checkpoint(path))
+        model = model_from_checkpoint(load_any(path))
         task = next(iter(model.heads))
         files[f"experts/{task}.onnx"] = export_onnx(
             model, replace(spec, tasks=(task,)), work / f"expert-{task}.onnx"

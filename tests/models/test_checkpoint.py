@@ -30,7 +30,7 @@ def _expert(
     name: str,
     base_hash: str,
     encoder: dict[str, torch.Tensor],
-    arch: dict[str, int] | None = None,
+    arch: dict[str, float | None] | None = None,
 ) -> Path:
     meta = CheckpointMeta(
         kind="expert",
@@ -101,10 +101,23 @@ def test_other_base_is_refused_naming_the_expert(tmp_path: Path) -> None:
         check_compatible(_load_all(a, b))
 
 
+def test_unknown_base_checks_architecture_only_and_layerscale_init_is_ignored(tmp_path: Path) -> None:
+    a = _expert(tmp_path, "a", "h1", _encoder(0), arch={"embed_dim": 4, "depth": 1, "init_values": 1e-5})
+    imported = _expert(
+        tmp_path, "imp", "", _encoder(1), arch={"embed_dim": 4, "depth": 1, "init_values": 1.0}
+    )
+    check_compatible(_load_all(a, imported))  # no base recorded: architecture, keys and shapes only
+    plain = _expert(
+        tmp_path, "plain", "", _encoder(1), arch={"embed_dim": 4, "depth": 1, "init_values": None}
+    )
+    with pytest.raises(CheckpointError, match=r"plain\.safetensors .*differ in init_values"):
+        check_compatible(_load_all(a, plain))
+
+
 def test_other_architecture_missing_key_and_dtype_are_refused(tmp_path: Path) -> None:
     a = _expert(tmp_path, "a", "h", _encoder(0))
     arch = _expert(tmp_path, "arch", "h", _encoder(1), arch={"embed_dim": 8, "depth": 1})
-    with pytest.raises(CheckpointError, match=r"arch\.safetensors: encoder architecture differs .*embed_dim"):
+    with pytest.raises(CheckpointError, match=r"arch\.safetensors \(dim 8.*different encoders .*embed_dim"):
         check_compatible(_load_all(a, arch))
     short = _encoder(1)
     del short["norm.weight"]

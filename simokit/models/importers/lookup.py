@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from simokit.errors import CheckpointError, ConfigError
+from simokit.models.checkpoint import META_KEY, Checkpoint, load_checkpoint
 from simokit.models.importers.model import ImportedModel
 from simokit.models.importers.registry import IMPORTERS, Importer
 from simokit.models.importers.source import Source, read_source
+from simokit.models.importers.writer import imported_meta
 
 
 def _load_formats() -> None:
@@ -57,3 +59,27 @@ def import_model(path: str | Path, task: str | None = None, fmt: str | None = No
         tasks = ", ".join(str(m.task) for m in models)
         raise ConfigError(f"{path} holds heads for {tasks}; pick one with --task")
     return models[0]
+
+
+def _is_simokit_checkpoint(path: Path) -> bool:
+    """True for a safetensors file that carries simokit metadata."""
+    if path.suffix != ".safetensors" or not path.is_file():
+        return False
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return META_KEY in (handle.metadata() or {})
+    except Exception:  # a damaged header: let the importer name the problem
+        return False
+
+
+def load_any(path: str | Path, task: str | None = None, fmt: str | None = None) -> Checkpoint:
+    """A simokit checkpoint as is, or any importable file converted in memory (nothing is written)."""
+    path = Path(path)
+    if fmt is None and _is_simokit_checkpoint(path):
+        return load_checkpoint(path)
+    model = import_model(path, task, fmt)
+    meta = imported_meta(model)
+    heads = {model.task: model.head_state} if meta.heads and model.task else {}
+    return Checkpoint(path, meta, model.encoder, heads)
