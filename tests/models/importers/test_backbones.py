@@ -48,7 +48,7 @@ def test_official_pth_imports_and_round_trips(tmp_path: Path) -> None:
 def test_hugging_face_folder_imports_as_base(tmp_path: Path) -> None:
     torch.manual_seed(0)
     config = Dinov2Config(
-        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128,
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
         image_size=56, patch_size=14,
     )  # fmt: skip
     hf = Dinov2Model(config).eval()
@@ -90,12 +90,12 @@ def test_merge_inputs_accept_an_imported_base_beside_simokit_experts(tmp_path: P
     model = MultiTaskModel(build_encoder("vitnano14", embed_dim=64, num_heads=1), heads)
     base = model.encoder.state_dict()
     torch.save(base, tmp_path / "base.pth")  # the base as an official-layout .pth
-    experts = []
+    experts: list[str | Path] = []
     for task, head in model.heads.items():
         meta = CheckpointMeta(
             kind="expert",
             encoder=model.encoder.config.to_dict(),
-            heads={task: head.cfg.to_dict()},  # type: ignore[operator]
+            heads={task: head.cfg.to_dict()},  # type: ignore[operator,union-attr]
             classes=tuple(f"c{i}" for i in range(11)),
             base_hash=state_hash(base),
         )
@@ -103,7 +103,7 @@ def test_merge_inputs_accept_an_imported_base_beside_simokit_experts(tmp_path: P
         experts.append(
             save_checkpoint(tmp_path / f"{task}.safetensors", meta, shifted, {task: head.state_dict()})
         )
-    inputs, loaded = load_inputs(tmp_path / "base.pth", experts)
+    inputs, loaded = load_inputs(tmp_path / "base.pth", list(experts))
     assert loaded[0].meta.extra["import"]["format"] == "dinov2"
     assert set(inputs.tasks) == {"seg", "depth", "normal"}
     torch.testing.assert_close(inputs.base_state["blocks.0.norm1.weight"], base["blocks.0.norm1.weight"])
