@@ -32,7 +32,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="write the tiled overlay video here (.mp4, .avi, .mkv, .mov), or the outputs as a ROS 2 "
         "bag (.mcap)",
     )
-    p.add_argument("--save", help="folder for per-frame outputs: <index>.png and <index>_<task>.npy")
+    p.add_argument(
+        "--save",
+        help="folder for per-frame outputs, named after the input file (folders) or the frame index: "
+        "<name>.png (picture), <name>_seg.png (uint8 labels), <name>_depth.png (16-bit millimetres), "
+        "<name>_normal.npy (float32 H x W x 3)",
+    )
+    p.add_argument(
+        "--save-raw", action="store_true", help="with --save: also every output as the graph gave it (.npy)"
+    )
     p.add_argument("--headless", action="store_true", help="no window (robots, servers, CI)")
     p.add_argument("--max-frames", type=int, default=0, help="stop after N frames (default: until the end)")
     p.add_argument(
@@ -76,6 +84,7 @@ def handle(args: argparse.Namespace) -> int:
         window=not args.headless,
         record=args.record,
         save=args.save,
+        save_raw=args.save_raw,
         fps=lambda: source.fps or args.fps or 30.0,
         label=_domain_label(engine),
     )

@@ -57,6 +57,7 @@ class FolderSource(Source):
             image = _read_strict(cv2, path) if self.strict else cv2.imread(str(path), cv2.IMREAD_COLOR)
             if image is not None:
                 self.delivered += 1
+                self.name = path.relative_to(self.folder).with_suffix("").as_posix()
                 return np.asarray(image)
             self.unreadable.append(path)
         self._end_of_folder()

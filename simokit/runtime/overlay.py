@@ -40,9 +40,12 @@ def colorize_seg(labels: np.ndarray, palette: np.ndarray) -> np.ndarray:
 
 def colorize_depth(depth: np.ndarray, vmin: float | None = None, vmax: float | None = None) -> np.ndarray:
     """(H, W) metres -> (H, W, 3) uint8 RGB, near = warm; inverse depth spreads near detail out."""
-    inv = 1.0 / np.maximum(depth.astype(np.float32), 1e-3)
-    lo = 1.0 / vmax if vmax else float(np.percentile(inv, 1))
-    hi = 1.0 / vmin if vmin else float(np.percentile(inv, 99))
+    # no depth (NaN, inf, <= 0: holes of real sensors and of masked outputs) draws as the farthest colour
+    metres = depth.astype(np.float32)
+    inv = np.where(np.isfinite(metres) & (metres > 0), 1.0 / np.maximum(metres, 1e-3), 0.0)
+    valid = inv[inv > 0]
+    lo = 1.0 / vmax if vmax else float(np.percentile(valid, 1)) if valid.size else 0.0
+    hi = 1.0 / vmin if vmin else float(np.percentile(valid, 99)) if valid.size else 1.0
     t = np.clip((inv - lo) / max(hi - lo, 1e-6), 0.0, 1.0) * (len(_TURBO) - 1)
     i0 = np.floor(t).astype(np.int64)
     i1 = np.minimum(i0 + 1, len(_TURBO) - 1)

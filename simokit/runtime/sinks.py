@@ -7,7 +7,6 @@ FPS and latency written on top.
 
 from __future__ import annotations
 
-import io
 import math
 import os
 from collections.abc import Callable
@@ -18,9 +17,11 @@ import numpy as np
 
 from simokit.runtime.bundle import BundleMeta
 from simokit.runtime.overlay import blend, colour_of, panel, task_map
+from simokit.runtime.saved_outputs import output_files
 from simokit.runtime.sources import StreamError, require_cv2
 from simokit.runtime.stats import StreamStats
 from simokit.runtime.stream_types import Frame, Sink
+from simokit.tasks.spec import OutputKind
 
 MAX_TILE_WIDTH = 640  # wider frames are shrunk per tile so four tiles still fit a screen
 FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".mkv": "mp4v", ".avi": "MJPG"}
@@ -141,23 +142,29 @@ class RecordSink:
 
 
 class SaveSink:
-    """Per frame: DIR/<index>.png (the picture) and DIR/<index>_<task>.npy (raw outputs), each atomic."""
+    """Per frame, named after the input file when the source has names (else the frame index):
+    DIR/<name>.png (the picture) and per task a label PNG, a 16-bit millimetre depth PNG or a float32
+    .npy (see runtime.saved_outputs); `raw` also keeps every output as the graph gave it. Each atomic.
+    """
 
-    def __init__(self, folder: str | Path, visual: Visualizer) -> None:
-        self.folder, self.visual = Path(folder), visual
+    def __init__(self, folder: str | Path, visual: Visualizer, raw: bool = False) -> None:
+        self.folder, self.visual, self.raw = Path(folder), visual, raw
         self.folder.mkdir(parents=True, exist_ok=True)
+        self.kinds = {t: OutputKind(o.get("kind", "values")) for t, o in visual.meta.outputs.items()}
 
     def write(self, frame: Frame, outputs: dict[str, np.ndarray]) -> None:
-        """Write the picture and one .npy per task."""
+        """Write the picture and each task's files."""
         cv2 = require_cv2("--save")
         ok, png = cv2.imencode(".png", self.visual(frame, outputs))
         if not ok:
             raise StreamError(f"--save {self.folder}: PNG encoding failed")
-        _atomic_write(self.folder / f"{frame.index:06d}.png", png.tobytes())
+        stem = self.folder / (frame.name or f"{frame.index:06d}")
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        _atomic_write(stem.with_name(stem.name + ".png"), png.tobytes())
         for task, value in outputs.items():
-            buf = io.BytesIO()
-            np.save(buf, value)
-            _atomic_write(self.folder / f"{frame.index:06d}_{task}.npy", buf.getvalue())
+            kind = self.kinds.get(task, OutputKind.VALUES)
+            for suffix, data in output_files(cv2, task, value, kind, self.raw).items():
+                _atomic_write(stem.with_name(stem.name + suffix), data)
 
     def close(self) -> None:
         """Nothing buffered."""
@@ -170,6 +177,7 @@ def make_sinks(
     window: bool = False,
     record: str | Path | None = None,
     save: str | Path | None = None,
+    save_raw: bool = False,
     fps: float | Callable[[], float] = 30.0,
     label: Callable[[], str] | None = None,
 ) -> list[Sink]:
@@ -183,7 +191,7 @@ def make_sinks(
     elif record:
         sinks.append(RecordSink(record, visual, fps))
     if save:
-        sinks.append(SaveSink(save, visual))
+        sinks.append(SaveSink(save, visual, save_raw))
     if window:
         sinks.append(WindowSink(visual))
     return sinks

@@ -29,6 +29,7 @@ class Source(ABC):
     live: bool  # cameras and network streams: keep only the newest frame, re-open when they drop
     fps: float = 0.0  # nominal rate when known (used for recordings), else 0
     header: FrameHeader | None = None  # the stamp and frame of the frame read() last gave, when recorded
+    name: str | None = None  # the name of the frame read() last gave (a file's path, no suffix), if any
 
     @abstractmethod
     def open(self) -> None:

@@ -159,7 +159,9 @@ class Stream:
                         break  # end of file or folder
                     self._reopen()
                     continue
-                frame = Frame(self.stats.captured, image, time.perf_counter(), self.source.header)
+                frame = Frame(
+                    self.stats.captured, image, time.perf_counter(), self.source.header, self.source.name
+                )
                 self._failures = 0
                 self.stats.captured += 1
                 if self.source.live:

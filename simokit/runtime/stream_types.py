@@ -26,12 +26,14 @@ class Frame:
     """A captured frame: its index in capture order, the (H, W, 3) uint8 BGR image, perf_counter() time.
 
     `header`: the recorded message header (stamp, frame_id, camera_info) of a frame read from a bag.
+    `name`: the input's own name when the source has one (an image's path in its folder, no suffix).
     """
 
     index: int
     image: np.ndarray
     timestamp: float
     header: FrameHeader | None = None
+    name: str | None = None
 
 
 class Sink(Protocol):

@@ -21,7 +21,11 @@ PALETTE = ((10, 20, 30), (200, 0, 0), (0, 0, 250))
 META = BundleMeta(
     tasks=("seg", "depth", "normal"),
     input=InputSpec("image", "uint8", 56, 56, (0.5,) * 3, (0.5,) * 3),
-    outputs={},
+    outputs={
+        "seg": {"kind": "logits"},
+        "depth": {"kind": "metres"},
+        "normal": {"kind": "unit_vectors"},
+    },
     classes=("a", "b", "c"),
     palette=PALETTE,
 )
@@ -86,15 +90,44 @@ def test_record_appears_only_when_closed(tmp_path: Path) -> None:
         RecordSink(tmp_path / "rec.gif", Visualizer(META))
 
 
-def test_save_writes_picture_and_exact_outputs(tmp_path: Path) -> None:
+def test_save_writes_label_png_millimetre_depth_and_normals(tmp_path: Path) -> None:
     sink = SaveSink(tmp_path / "out", Visualizer(META))
     frame, outputs = _result(3)
+    outputs["depth"][0, 0, :3] = (np.nan, -1.0, 80.0)  # no depth, invalid, beyond 16-bit millimetres
     sink.write(frame, outputs)
-    names = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert names == ["000003.png", "000003_depth.npy", "000003_normal.npy", "000003_seg.npy"]
+    out = tmp_path / "out"
+    assert sorted(p.name for p in out.iterdir()) == [
+        "000003.png", "000003_depth.png", "000003_normal.npy", "000003_seg.png"
+    ]  # fmt: skip
+    labels = cv2.imread(str(out / "000003_seg.png"), cv2.IMREAD_UNCHANGED)
+    assert labels.dtype == np.uint8 and labels.shape == (40, 60) and (labels == 2).all()
+    mm = cv2.imread(str(out / "000003_depth.png"), cv2.IMREAD_UNCHANGED)
+    assert mm.dtype == np.uint16 and mm.shape == (40, 60)
+    assert list(mm[0, :3]) == [0, 0, 65535]
+    expected = np.round(outputs["depth"][0, 1:] * 1000).astype(np.uint16)
+    assert np.abs(mm[1:].astype(int) - expected).max() <= 1
+    normals = np.load(out / "000003_normal.npy")
+    assert normals.dtype == np.float32 and normals.shape == (40, 60, 3)
+    np.testing.assert_array_equal(normals, np.moveaxis(outputs["normal"], 0, -1))
+    assert cv2.imread(str(out / "000003.png")).shape == (82, 122, 3)
+
+
+def test_save_names_files_after_the_input_and_raw_keeps_graph_outputs(tmp_path: Path) -> None:
+    sink = SaveSink(tmp_path / "out", Visualizer(META), raw=True)
+    frame, outputs = _result(4)
+    named = Frame(frame.index, frame.image, 0.0, name="left/cam_0001")
+    sink.write(named, outputs)
+    folder = tmp_path / "out" / "left"
+    assert (folder / "cam_0001.png").is_file() and (folder / "cam_0001_seg.png").is_file()
     for task, value in outputs.items():
-        np.testing.assert_array_equal(np.load(tmp_path / "out" / f"000003_{task}.npy"), value)
-    assert cv2.imread(str(tmp_path / "out" / "000003.png")).shape == (82, 122, 3)
+        np.testing.assert_array_equal(
+            np.load(folder / f"cam_0001_{task}.npy"), np.moveaxis(value, 0, -1) if task == "normal" else value
+        )
+    many = np.zeros((300, 4, 5), np.float32)
+    many[299] = 1.0
+    sink.write(Frame(5, frame.image[:4, :5], 0.0), {"seg": many})
+    wide = cv2.imread(str(tmp_path / "out" / "000005_seg.png"), cv2.IMREAD_UNCHANGED)
+    assert wide.dtype == np.uint16 and (wide == 299).all()
 
 
 @pytest.mark.skipif(not re.search(r"GUI:\s+NONE", cv2.getBuildInformation()), reason="OpenCV has a GUI here")

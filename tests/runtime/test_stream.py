@@ -11,6 +11,7 @@ import sys
 import threading
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from stream_helpers import FRAME_HW, FakeLive, SlowEngine, count_frames, write_video
@@ -119,8 +120,9 @@ def test_cli_run_records_saves_and_prints_stats(
     text = capsys.readouterr().out
     assert "8 delivered, 8 captured, 0 dropped" in text and "latency (capture to sink): p50" in text
     assert count_frames(out) == 8
-    assert len(list(save.glob("*.png"))) == 8 and len(list(save.glob("*_seg.npy"))) == 8
-    assert np.load(save / "000007_depth.npy").shape == (1, *FRAME_HW)
+    assert len(list(save.glob("*_seg.png"))) == 8 and len(list(save.glob("*_depth.png"))) == 8
+    depth_mm = cv2.imread(str(save / "000007_depth.png"), cv2.IMREAD_UNCHANGED)
+    assert depth_mm.dtype == np.uint16 and depth_mm.shape == FRAME_HW
     assert main([*args, "--max-frames", "3"]) == 0
     assert "3 delivered" in capsys.readouterr().out
 
