@@ -22,7 +22,7 @@ from linear_reference import (
 )
 
 from simokit.errors import CheckpointError, ConfigError
-from simokit.models.importers import import_model, read_models
+from simokit.models.importers import detect, import_model, known_formats, read_models, read_source
 
 HEAD_TASKS = {
     "segment_semantic": {"num_classes": 7},
@@ -69,6 +69,8 @@ def test_simo_linear_decoders_match_the_source_formulas(
     decoders = _decoders(arch, len(out_index), cls, g)
     args = {"head_tasks": HEAD_TASKS, "head_archs": arch, "out_index": out_index, "cls_token": cls}
     path = _save(tmp_path, encoder, decoders, args)
+    assert detect(read_source(path)).name == "simo"
+    assert known_formats().index("simo") < known_formats().index("dinov2")
     models = read_models(path)
     assert [(m.format, m.task) for m in models] == [("simo", "seg"), ("simo", "depth"), ("simo", "normal")]
     blocks = sorted(out_index)  # the source returns blocks in block order, whatever out_index's order

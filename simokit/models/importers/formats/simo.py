@@ -43,7 +43,8 @@ TASKS = {
 
 @dataclass
 class Decoder:
-    """One SIMO decoder: its task names, source-layout state and what the constructor says it reads."""
+    """One SIMO decoder: its task names, source-layout state (prefix removed), its head_tasks entry,
+    the blocks it reads in the order it receives them, and the encoder's width and patch size."""
 
     source_task: str
     task: str
@@ -52,6 +53,7 @@ class Decoder:
     layers: tuple[int, ...]
     use_cls: bool
     dim: int
+    patch_size: int
     where: str
 
 
@@ -152,7 +154,7 @@ class SimoCheckpoint:
                 )
             decoder = Decoder(
                 name, TASKS[name], state, head_tasks[name] or {}, layers, bool(args.get("cls_token", False)),
-                vit.embed_dim, f"{where} [{name}]",
+                vit.embed_dim, vit.patch_size, f"{where} [{name}]",
             )  # fmt: skip
             cfg, head_state = ARCHS[arch](decoder)
             details = {
