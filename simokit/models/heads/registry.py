@@ -7,9 +7,10 @@ from simokit.models.heads.base import DenseHead
 from simokit.models.heads.config import HeadConfig
 from simokit.models.heads.dpt import DPTHead
 from simokit.models.heads.linear import LinearHead
+from simokit.models.heads.linear_depth import LinearDepthHead
 
 # Keep in step with HEAD_KINDS, which HeadConfig checks before any head module is imported.
-HEADS: dict[str, type[DenseHead]] = {"linear": LinearHead, "dpt": DPTHead}
+HEADS: dict[str, type[DenseHead]] = {"linear": LinearHead, "dpt": DPTHead, "linear_depth": LinearDepthHead}
 
 
 def build_head(cfg: HeadConfig, embed_dim: int) -> DenseHead:

@@ -8,7 +8,14 @@ Hugging Face folder without unpickling code; the registry detects the format; th
 
 from __future__ import annotations
 
-from simokit.models.importers.lookup import detect, import_model, known_formats, load_any, read_models
+from simokit.models.importers.lookup import (
+    detect,
+    import_model,
+    known_formats,
+    load_any,
+    read_base,
+    read_models,
+)
 from simokit.models.importers.model import ImportedModel
 from simokit.models.importers.registry import IMPORTERS, Importer, register
 from simokit.models.importers.source import Source, read_source
@@ -23,6 +30,7 @@ __all__ = [
     "import_model",
     "known_formats",
     "load_any",
+    "read_base",
     "read_models",
     "read_source",
     "register",

@@ -40,15 +40,46 @@ def detect(source: Source, fmt: str | None = None) -> Importer:
     )
 
 
-def read_models(path: str | Path, fmt: str | None = None) -> list[ImportedModel]:
-    """Every model in the file at `path`, converted to simokit's layouts."""
+def read_base(path: str | Path) -> ImportedModel:
+    """The bare encoder in `path` (the backbone a head file is paired with); a file with a head is refused."""
+    models = read_models(path)
+    if len(models) != 1 or models[0].is_expert:
+        raise ConfigError(
+            f"{path} holds a task head; a backbone must be a bare encoder (e.g. dinov2_vits14_pretrain.pth)"
+        )
+    return models[0]
+
+
+def read_models(
+    path: str | Path, fmt: str | None = None, backbone: str | Path | None = None
+) -> list[ImportedModel]:
+    """Every model in the file at `path`, converted to simokit's layouts.
+
+    `backbone` is the encoder file for formats whose files hold only a head (their importer sets
+    `takes_backbone = True`); other formats carry their own encoder and refuse one.
+    """
     source = read_source(path)
-    return detect(source, fmt).convert(source)
+    importer = detect(source, fmt)
+    if backbone is not None:
+        if not getattr(importer, "takes_backbone", False):
+            raise ConfigError(
+                f"{path} is a '{importer.name}' file with its own encoder; drop the backbone {backbone}"
+            )
+        source.backbone = read_base(backbone)
+    return importer.convert(source)
 
 
-def import_model(path: str | Path, task: str | None = None, fmt: str | None = None) -> ImportedModel:
-    """The one model of `path` for `task` (needed when the file holds several task heads)."""
-    models = read_models(path, fmt)
+def import_model(
+    path: str | Path,
+    task: str | None = None,
+    fmt: str | None = None,
+    backbone: str | Path | None = None,
+) -> ImportedModel:
+    """The one model of `path` for `task` (needed when the file holds several task heads).
+
+    `backbone` pairs a head-only file (official DINOv2 dense heads) with its encoder file.
+    """
+    models = read_models(path, fmt, backbone)
     if task is not None:
         matching = [m for m in models if m.task == task]
         if not matching:

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from simokit.errors import CheckpointError
+from simokit.models.importers.model import ImportedModel
 
 _HF_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
 
@@ -23,6 +24,7 @@ class Source:
 
     `top` is what torch.load returned (dicts, lists, strings, numbers and tensors only); `tensors`
     flattens nested dicts of tensors to dotted keys ("state_dict.backbone.blocks.0.norm1.weight").
+    `backbone` is the encoder given separately for a head file that holds none (lookup sets it).
     """
 
     path: Path
@@ -30,6 +32,7 @@ class Source:
     tensors: dict[str, Tensor]
     config: dict[str, Any] | None = None
     metadata: dict[str, str] = field(default_factory=dict)
+    backbone: ImportedModel | None = None
 
     def top_keys(self) -> list[str]:
         """The top-level keys (for error messages), or the object's type name when it is not a dict."""
