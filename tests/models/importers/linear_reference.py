@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from simokit.models import build_head, fold_linear_map
-from simokit.models.checkpoint import encoder_from_checkpoint, heads_from_checkpoint, load_checkpoint
+from simokit.models.checkpoint import load_checkpoint, model_from_checkpoint
 from simokit.models.importers import ImportedModel, save_imported
 from simokit.models.vit import DinoVisionTransformer, VitConfig, build_encoder
 
@@ -114,16 +114,13 @@ def run_imported(model: ImportedModel, x: Tensor) -> Tensor:
 
 
 def run_saved(model: ImportedModel, path: Path, x: Tensor) -> Tensor:
-    """The imported expert written as a simokit checkpoint, read back and run."""
+    """The imported expert written as a simokit checkpoint, read back and run as simokit runs models."""
     ck = load_checkpoint(save_imported(model, path))
-    encoder = encoder_from_checkpoint(ck)
-    (task, head), *_ = heads_from_checkpoint(ck, encoder.embed_dim).items()
-    assert task == model.task and head.cfg == model.head
+    net = model_from_checkpoint(ck)
+    (task, head), *_ = net.heads.items()
+    assert task == model.task and head.cfg == model.head  # type: ignore[union-attr]
     with torch.no_grad():
-        feats = encoder.get_intermediate_layers(
-            x, n=list(head.layers), reshape=True, return_class_token=True, norm=head.cfg.norm
-        )
-        return head(list(feats), (x.shape[-2], x.shape[-1]))
+        return net(x)[task]
 
 
 def random_bn(channels: int, g: torch.Generator) -> dict[str, Tensor]:
