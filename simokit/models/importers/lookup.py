@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from simokit.errors import CheckpointError, ConfigError
@@ -38,15 +39,35 @@ def detect(source: Source, fmt: str | None = None) -> Importer:
     )
 
 
-def read_models(path: str | Path, fmt: str | None = None) -> list[ImportedModel]:
-    """Every model in the file at `path`, converted to simokit's layouts."""
+def read_models(
+    path: str | Path, fmt: str | None = None, backbone: str | Path | None = None
+) -> list[ImportedModel]:
+    """Every model in the file at `path`, converted to simokit's layouts.
+
+    `backbone` names the encoder file for head files that hold none (official DINOv2 head .pth); it is
+    read with its own format detection and handed to the format as `source.backbone`.
+    """
     source = read_source(path)
+    if backbone is not None:
+        source.backbone = read_models(backbone)[0]
     return detect(source, fmt).convert(source)
 
 
-def import_model(path: str | Path, task: str | None = None, fmt: str | None = None) -> ImportedModel:
-    """The one model of `path` for `task` (needed when the file holds several task heads)."""
-    models = read_models(path, fmt)
+def import_model(
+    path: str | Path, task: str | None = None, fmt: str | None = None, backbone: str | Path | None = None
+) -> ImportedModel:
+    """The one model of `path` for `task` (needed when the file holds several task heads).
+
+    A head whose task the file does not record takes `task`; without it, that is an error.
+    """
+    models = read_models(path, fmt, backbone)
+    unnamed = {id(m) for m in models if m.is_expert and not m.task}
+    if unnamed and task is None:
+        raise ConfigError(
+            f"{path}: the task of its {models[0].format} head cannot be inferred from the file; "
+            "name it with --task (seg, depth, normal or relative_depth)"
+        )
+    models = [dataclasses.replace(m, task=task) if id(m) in unnamed else m for m in models]
     if task is not None:
         matching = [m for m in models if m.task == task]
         if not matching:

@@ -7,12 +7,15 @@ import pickle
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
 from simokit.errors import CheckpointError
+
+if TYPE_CHECKING:
+    from simokit.models.importers.model import ImportedModel
 
 _HF_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
 
@@ -23,6 +26,7 @@ class Source:
 
     `top` is what torch.load returned (dicts, lists, strings, numbers and tensors only); `tensors`
     flattens nested dicts of tensors to dotted keys ("state_dict.backbone.blocks.0.norm1.weight").
+    `backbone` is the encoder the user named with `--backbone`, for head files that hold none.
     """
 
     path: Path
@@ -30,6 +34,7 @@ class Source:
     tensors: dict[str, Tensor]
     config: dict[str, Any] | None = None
     metadata: dict[str, str] = field(default_factory=dict)
+    backbone: ImportedModel | None = None
 
     def top_keys(self) -> list[str]:
         """The top-level keys (for error messages), or the object's type name when it is not a dict."""
