@@ -160,8 +160,8 @@ def test_task_must_be_named_and_backbone_reaches_the_format(
     torch.save({"probe.weight": torch.randn(1, 48, 1, 1)}, tmp_path / "head.pth")
     base = ["import", str(tmp_path / "head.pth"), "--out", str(tmp_path / "e.safetensors")]
     assert "give its encoder with --backbone" in _fails(base, capsys)
-    with_backbone = base + ["--backbone", str(tmp_path / "timm.safetensors")]
+    with_backbone = [*base, "--backbone", str(tmp_path / "timm.safetensors")]
     assert "cannot be inferred from the file; name it with --task" in _fails(with_backbone, capsys)
-    assert main(with_backbone + ["--task", "depth", "--onnx", str(tmp_path / "d.onnx")]) == 0
+    assert main([*with_backbone, "--task", "depth", "--onnx", str(tmp_path / "d.onnx")]) == 0
     assert load_checkpoint(tmp_path / "e.safetensors").meta.tasks == ("depth",)
     assert [o.name for o in session_for(tmp_path / "d.onnx").get_outputs()] == ["depth"]

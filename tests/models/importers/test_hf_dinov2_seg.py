@@ -106,3 +106,11 @@ def test_class_count_disagreeing_with_config_is_refused(tmp_path: Path) -> None:
     (folder / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(CheckpointError, match="id2label has 2 classes but the classifier outputs 5"):
         import_model(folder)
+
+
+def test_placeholder_labels_count_as_no_names(tmp_path: Path) -> None:
+    _, _, folder = _hf_seg(tmp_path)
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg["id2label"] = {"0": "LABEL_0", "1": "LABEL_1"}  # what transformers writes when none were given
+    (folder / "config.json").write_text(json.dumps(cfg))
+    assert import_model(folder).classes == tuple(f"class_{i}" for i in range(CLASSES))

@@ -6,7 +6,8 @@ to class logits (`classifier.classifier.*`, or `classifier.*` when the conv is t
 then bilinear upsampling (align_corners=False) to the input size. simokit's `linear` head computes
 exactly that with layers=(-1,), no CLS, no BatchNorm and norm=True, so no head module of its own.
 
-The class names come from config.json `id2label`; its count must equal the conv's output channels.
+The class names come from config.json `id2label`; its count must equal the conv's output channels
+(transformers' placeholder names LABEL_i count as no names: the classes become class_0, class_1...).
 Positions are resampled with the official DINOv2 rule, like the `hf_dinov2` backbone (so experts and
 their base agree): at the config's image_size the output equals transformers' bit for bit; at other
 sizes transformers resamples straight to the grid (no 0.1 offset) and the values differ slightly.
@@ -43,7 +44,8 @@ def _classifier(tensors: dict[str, Tensor]) -> tuple[str, Tensor, Tensor | None]
 def _classes(config: dict[str, Any], count: int, where: str) -> tuple[str, ...]:
     """Class names from id2label, ordered by id; their number must match the classifier's outputs."""
     id2label = config.get("id2label") or {}
-    if not id2label:
+    # transformers writes LABEL_0..LABEL_{n-1} (two by default) when no labels were given
+    if all(str(label) == f"LABEL_{key}" for key, label in id2label.items()):
         return tuple(f"class_{i}" for i in range(count))
     if len(id2label) != count:
         raise CheckpointError(
