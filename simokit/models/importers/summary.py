@@ -50,7 +50,7 @@ def describe_source(path: str | Path, fmt: str | None = None) -> str:
     lines = [f"source: {path}", f"format: {importer.name} ({importer.description})", _encoder_line(models[0])]
     for index, model in enumerate(models, start=1):
         lines += _model_lines(index, model)
-    details = {k: v for m in models for k, v in m.details.items() if k != "variant"}
+    details = {k: v for m in models for k, v in m.details.items() if k not in ("variant", "registers")}
     lines += [f"  {key}: {value}" for key, value in details.items()]
     return "\n".join(lines)
 

@@ -5,7 +5,16 @@ ls2.gamma) and renames the rest. Register models are built with `no_embed_class`
 the registers, `cls_token` already has the CLS position added, and `pos_embed` covers the patches
 only. The packed SwiGLU of the giant models is `mlp.fc1` (gate half first, as the official `w12`) and
 `mlp.fc2` (the official `w3`). A file holds no head count; the official 64-wide heads are assumed.
-Positions are resampled with the official DINOv2 rule (timm resamples once, at model creation).
+Positions are resampled with the official DINOv2 rule. timm resamples its table itself (antialiased
+bicubic straight to the grid, at creation or per call with dynamic_img_size), which equals the
+official rule for register models but not for the others (no 0.1 offset): at the native 518 px grid
+nothing is resampled and the two agree.
+
+Checked without timm installed: the layout is built by timm's own load-time conversion of an
+official state dict, and timm's token preparation (positions added before or after prepending the
+CLS and register tokens) is written out in the test. Not checked: a model built by timm itself, and
+the config.json of a timm hub folder (`architecture`, `pretrained_cfg` input_size/mean/std) beyond
+those field names.
 """
 
 from __future__ import annotations
@@ -50,6 +59,13 @@ def _split_pos_embed(state: dict[str, Tensor], registers: int) -> tuple[Tensor, 
         reg = reg + pos[:, 1:lead]
         pos = torch.cat((pos[:, :1], pos[:, lead:]), dim=1)
     return cls, pos, reg
+
+
+def _position_note(lead: int) -> str:
+    """What `simokit inspect` says about the file's position table, from its leading slots."""
+    if lead == 0:
+        return "folded into cls_token (no_embed_class)"
+    return "in pos_embed" + ("; register positions folded into the registers" if lead > 1 else "")
 
 
 def _rename_ffn(state: dict[str, Tensor], dim: int) -> dict[str, Tensor]:
@@ -117,7 +133,9 @@ class TimmDinov2:
             "variant": variant_name(vit.embed_dim),
             "registers": vit.num_register_tokens,
             "architecture": (source.config or {}).get("architecture", "not recorded"),
-            "CLS position": "folded into cls_token" if vit.num_register_tokens else "in pos_embed",
+            "CLS position": _position_note(
+                source.tensors["pos_embed"].shape[1] - state["pos_embed"].shape[1] + 1
+            ),
         }
         if dropped:
             details["dropped"] = ", ".join(dropped)
