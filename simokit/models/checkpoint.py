@@ -150,10 +150,14 @@ def _architecture(encoder: dict[str, Any]) -> dict[str, Any]:
     """The fields of an encoder config that decide its tensors and outputs.
 
     LayerScale's init value only seeds training, so sources that write 1e-5, 1.0 or nothing for the
-    same trained weights still agree; whether LayerScale exists at all does matter.
+    same trained weights still agree; whether LayerScale exists at all does matter. The position
+    resampling rule (official 0.1 offset vs transformers' exact size) is not compared either.
     """
     arch = dict(encoder)
     arch["init_values"] = arch.get("init_values") is not None
+    # how position embeddings are resampled is a rule, not a tensor: the merged encoder uses the base's
+    for rule in ("interpolate_offset", "interpolate_antialias"):
+        arch.pop(rule, None)
     return arch
 
 

@@ -161,11 +161,12 @@ def vit_config_from_hf(config: Mapping[str, Any]) -> VitConfig:
             ffn="swiglu" if config.get("use_swiglu_ffn", False) else "mlp",
             init_values=float(config.get("layerscale_value", 1.0)),
             num_register_tokens=registers,
-            # Keep the official training-time interpolation, not Hugging Face's: transformers resamples
-            # straight to the target size (no 0.1 offset) for models without registers. Register models
-            # were trained offset-free with antialiasing, which transformers matches.
+            # A Hugging Face model is what transformers runs: it resamples position embeddings straight
+            # to the target grid (no offset); register models also antialias, as the official ones do.
+            # The official models without registers use a 0.1 offset instead (infer_vit_config); the
+            # two differ only at sizes other than image_size, and merging keeps the base's rule.
             interpolate_antialias=registers > 0,
-            interpolate_offset=0.0 if registers > 0 else 0.1,
+            interpolate_offset=0.0,
             layer_norm_eps=float(config.get("layer_norm_eps", 1e-6)),
         )
     except KeyError as err:

@@ -2,9 +2,8 @@
 
 Interpolation note: transformers' Dinov2Model resamples position embeddings straight to the target
 grid, while the official dinov2 models without registers use a scale factor of (n + 0.1) / M (the
-"interpolate_offset"), which samples a slightly different grid. Our converted configs keep the official
-semantics, so for those models we compare with Hugging Face at other sizes only after setting
-interpolate_offset=0. Register models (offset 0, antialiased) match Hugging Face directly.
+"interpolate_offset"), which samples a slightly different grid. A converted Hugging Face config follows
+transformers (offset 0), so it matches transformers at every size; with the official offset it does not.
 """
 
 from __future__ import annotations
@@ -95,9 +94,9 @@ def test_register_model_matches_hugging_face_interpolation(swiglu: bool) -> None
 
 def test_plain_model_interpolation_differs_from_hf_only_by_the_offset() -> None:
     hf = _hf_model(registers=False, swiglu=False)
-    official = _ours_from_hf(hf)
-    assert official.config.interpolate_offset == 0.1 and not official.config.interpolate_antialias
-    hf_like = _ours_from_hf(hf, interpolate_offset=0.0)
+    hf_like = _ours_from_hf(hf)
+    assert hf_like.config.interpolate_offset == 0.0 and not hf_like.config.interpolate_antialias
+    official = _ours_from_hf(hf, interpolate_offset=0.1)
     for size in ((84, 84), (56, 98), (70, 42)):
         x = torch.randn(2, 3, *size)
         assert _compare(hf, hf_like, x) <= 1e-5
@@ -182,7 +181,7 @@ def test_vit_config_from_hf_fields() -> None:
         "image_size": 518, "patch_size": 14, "use_swiglu_ffn": True, "layerscale_value": 1.0,
     })  # fmt: skip
     assert (cfg.embed_dim, cfg.depth, cfg.num_heads, cfg.ffn) == (1536, 40, 24, "swiglu")
-    assert cfg.interpolate_offset == 0.1 and cfg.num_register_tokens == 0
+    assert cfg.interpolate_offset == 0.0 and cfg.num_register_tokens == 0
     with pytest.raises(ConfigError, match="model_type"):
         vit_config_from_hf({"model_type": "vit", "hidden_size": 8})
     with pytest.raises(ConfigError, match="num_hidden_layers"):

@@ -83,3 +83,8 @@ def official_encoder(state: dict[str, Tensor]) -> dict[str, Tensor]:
     if "mask_token" not in out and "cls_token" in out:  # only masked pre-training reads it
         out["mask_token"] = out["cls_token"].new_zeros(1, out["cls_token"].shape[-1])
     return out
+
+
+def variant_name(dim: int) -> str:
+    """The official variant name of an encoder width ("custom (D)" for others)."""
+    return {384: "ViT-S/14", 768: "ViT-B/14", 1024: "ViT-L/14", 1536: "ViT-g/14"}.get(dim, f"custom ({dim})")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from simokit.errors import CheckpointError, ConfigError
@@ -77,9 +78,17 @@ def import_model(
 ) -> ImportedModel:
     """The one model of `path` for `task` (needed when the file holds several task heads).
 
-    `backbone` pairs a head-only file (official DINOv2 dense heads) with its encoder file.
+    `backbone` pairs a head-only file (official DINOv2 dense heads) with its encoder file. A head
+    whose task the file does not record takes `task`; without it, that is an error.
     """
     models = read_models(path, fmt, backbone)
+    unnamed = {id(m) for m in models if m.is_expert and not m.task}
+    if unnamed and task is None:
+        raise ConfigError(
+            f"{path}: the task of its {models[0].format} head cannot be inferred from the file; "
+            "name it with --task (seg, depth, normal or relative_depth)"
+        )
+    models = [dataclasses.replace(m, task=task) if id(m) in unnamed else m for m in models]
     if task is not None:
         matching = [m for m in models if m.task == task]
         if not matching:

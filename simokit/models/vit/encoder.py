@@ -62,6 +62,9 @@ class DinoVisionTransformer(nn.Module):
         self.mask_token = nn.Parameter(torch.zeros(1, config.embed_dim))
         # set by the ONNX exporter for graphs with dynamic height/width (see traceable_pos_embed)
         self.dynamic_size_export = False
+        # a position table already resampled to the one grid a fixed-size export is traced at (set only
+        # by export.single_expert): ONNX has no antialiased bicubic resize, so it is done once, eagerly
+        self.fixed_pos_embed: Tensor | None = None
         self.init_weights()
 
     @property
@@ -97,14 +100,18 @@ class DinoVisionTransformer(nn.Module):
             mask_token = self.mask_token.to(tokens.dtype).unsqueeze(0)
             tokens = torch.where(masks.to(torch.bool).unsqueeze(-1), mask_token, tokens)
         tokens = torch.cat((self.cls_token.expand(tokens.shape[0], -1, -1), tokens), dim=1)
-        resample = traceable_pos_embed if self.dynamic_size_export else interpolate_pos_embed
-        tokens = tokens + resample(
-            self.pos_embed,
-            grid_h,
-            grid_w,
-            offset=self.config.interpolate_offset,
-            antialias=self.config.interpolate_antialias,
-        ).to(tokens.dtype)
+        if self.fixed_pos_embed is not None:
+            positions = self.fixed_pos_embed
+        else:
+            resample = traceable_pos_embed if self.dynamic_size_export else interpolate_pos_embed
+            positions = resample(
+                self.pos_embed,
+                grid_h,
+                grid_w,
+                offset=self.config.interpolate_offset,
+                antialias=self.config.interpolate_antialias,
+            )
+        tokens = tokens + positions.to(tokens.dtype)
         if self.register_tokens is not None:
             # registers go after CLS and carry no position embedding, as in the official model
             registers = self.register_tokens.expand(tokens.shape[0], -1, -1)
