@@ -6,5 +6,9 @@ before the general ones (a bare DINOv2 backbone) that would also accept their en
 
 from __future__ import annotations
 
+# isort: off
+from simokit.models.importers.formats import depth_anything, hf_depth_anything  # noqa: F401
+
 # the bare backbones last: every expert format also holds an encoder they would accept
 from simokit.models.importers.formats import backbones  # noqa: F401
+# isort: on
