@@ -3,7 +3,10 @@
 The backbone goes through the DINOv2 converter; the neck and head keys map one to one onto the
 da_dpt head (the same layers as the official checkpoints under other names). Outputs come at the patch
 grid times the patch size, ReLU (relative) or sigmoid (metric), times `max_depth`, as transformers
-computes them. Position embeddings are resampled the transformers way (bicubic to the grid, no offset).
+computes them. Position embeddings are resampled by the official DINOv2 rule, as for every Hugging Face
+DINOv2 import (the rule these weights were trained with, and one encoder config for all of them); away
+from the native grid transformers resamples without the 0.1 offset (2e-6 of the depth apart on the
+random test model).
 """
 
 from __future__ import annotations
@@ -126,8 +129,6 @@ class HuggingFaceDepthAnything:
             )
         _check_config(config, backbone)
         vit = vit_config_from_hf(backbone)
-        # transformers resamples position embeddings straight to the grid; match the source model
-        vit = dataclasses.replace(vit, interpolate_offset=0.0, interpolate_antialias=False)
         encoder = official_encoder(convert_hf_dinov2(source.state_dict("backbone.")))
         layers = _blocks(backbone, vit.depth)
         metric = config.get("depth_estimation_type", "relative") == "metric"
@@ -147,7 +148,6 @@ class HuggingFaceDepthAnything:
             "norm": norm,
             "output": f"{output} x {max_depth:g}" + (" m" if metric else " (affine-invariant inverse depth)"),
             "max_depth": max_depth,
-            "pos_interpolation": "transformers (bicubic to the grid, no offset)",
         }
         task = "depth" if metric else "relative_depth"
         return [
