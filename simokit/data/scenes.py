@@ -35,7 +35,7 @@ __all__ = [
     "split_seed",
 ]
 
-RENDER_VERSION = 1  # bump whenever rendering changes so stale caches are not reused
+RENDER_VERSION = 2  # bump whenever rendering changes so stale caches are not reused
 
 
 def _hw(size: int | tuple[int, int]) -> tuple[int, int]:
@@ -70,7 +70,8 @@ def render_scene(
     camera z-depth in metres (outdoor sky is a backdrop at 60 m); normal (H, W, 3) float32 unit
     normals in the camera frame (x right, y down, z forward), facing the camera (dot with the view ray
     < 0); edge (H, W) float32 in [0, 1], albedo-texture gradient magnitude; shading (H, W) float32 in
-    [0, 1], Lambertian light without albedo (1 on sky); intrinsics (3, 3) float32 pinhole K with pixel
+    [0, 1], Lambertian light without albedo (1 on sky); relative_depth (H, W) float32 inverse depth
+    1 / depth in 1/m; intrinsics (3, 3) float32 pinhole K with pixel
     centres at integer coordinates.
     """
     hw = _hw(size)

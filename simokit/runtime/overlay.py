@@ -40,7 +40,16 @@ def colorize_seg(labels: np.ndarray, palette: np.ndarray) -> np.ndarray:
 
 def colorize_depth(depth: np.ndarray, vmin: float | None = None, vmax: float | None = None) -> np.ndarray:
     """(H, W) metres -> (H, W, 3) uint8 RGB, near = warm; inverse depth spreads near detail out."""
-    inv = 1.0 / np.maximum(depth.astype(np.float32), 1e-3)
+    return colorize_disparity(1.0 / np.maximum(depth.astype(np.float32), 1e-3), vmin, vmax)
+
+
+def colorize_disparity(inv: np.ndarray, vmin: float | None = None, vmax: float | None = None) -> np.ndarray:
+    """(H, W) inverse depth of any scale -> (H, W, 3) uint8 RGB, near = warm.
+
+    The colour map spans 1 / vmax .. 1 / vmin (a depth range in metres) when given, else the map's
+    own 1st..99th percentiles, which is what inverse depth of unknown scale and shift needs.
+    """
+    inv = inv.astype(np.float32)
     lo = 1.0 / vmax if vmax else float(np.percentile(inv, 1))
     hi = 1.0 / vmin if vmin else float(np.percentile(inv, 99))
     t = np.clip((inv - lo) / max(hi - lo, 1e-6), 0.0, 1.0) * (len(_TURBO) - 1)
@@ -108,6 +117,7 @@ COLOURISERS: dict[Colour, Colouriser] = {
     Colour.DEPTH: Colouriser(lambda m, _, vrange: colorize_depth(m, *(vrange or (None, None)))),
     Colour.NORMALS: Colouriser(lambda m, _, __: normals_to_rgb(m), vectors=True),
     Colour.GRAY: Colouriser(lambda m, _, __: gray_to_rgb(m)),
+    Colour.DISPARITY: Colouriser(lambda m, _, vrange: colorize_disparity(m, *(vrange or (None, None)))),
 }
 
 

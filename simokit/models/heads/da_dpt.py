@@ -130,10 +130,10 @@ class DepthAnythingHead(DenseHead):
         path = blocks[2](path, maps[2], size=maps[1].shape[-2:])
         path = blocks[1](path, maps[1], size=maps[0].shape[-2:])
         path = blocks[0](path, maps[0])
-        x = scratch.output_conv1(path)
+        x = cast(nn.Module, scratch.output_conv1)(path)
         size = (grid[0] * self.patch_size, grid[1] * self.patch_size)
         x = F.interpolate(x, size=size, mode="bilinear", align_corners=True)
-        x = scratch.output_conv2(x)
+        x = cast(nn.Module, scratch.output_conv2)(x)
         x = F.relu(x) if self.output == "relu" else x.sigmoid()
         if self.max_depth != 1.0:
             x = self.max_depth * x

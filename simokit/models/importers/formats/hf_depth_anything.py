@@ -134,7 +134,7 @@ class HuggingFaceDepthAnything:
         metric = config.get("depth_estimation_type", "relative") == "metric"
         max_depth = float(config.get("max_depth") or 1.0)
         head_state = hf_head_state(source.tensors)
-        patch = int(config.get("patch_size", backbone.get("patch_size", 14)))
+        patch = int(config.get("patch_size") or backbone.get("patch_size") or 14)
         norm = bool(backbone.get("apply_layernorm", True))
         output = "sigmoid" if metric else "relu"
         head = da_head_config(head_state, layers, "v2", output, max_depth, patch_size=patch)
