@@ -3,6 +3,7 @@ source model (a functional reference written from its formulas) at two input siz
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -11,8 +12,9 @@ from da_reference import official_head_state, reference_depth
 
 from simokit.errors import CheckpointError, ConfigError
 from simokit.models import HeadConfig, MultiTaskModel, build_encoder, build_head
+from simokit.models.checkpoint import load_checkpoint, model_from_checkpoint
 from simokit.models.heads import fold_linear_map
-from simokit.models.importers import ImportedModel, detect, import_model, read_source
+from simokit.models.importers import ImportedModel, detect, import_model, read_source, save_imported
 from simokit.models.vit import VitConfig
 
 DIM, DEPTH = 64, 8
@@ -135,6 +137,11 @@ def test_forced_formats_and_what_is_assumed(tmp_path: Path) -> None:
     assert v1.head is not None and v1.head.layers == (4, 5, 6, 7) and v1.task == "relative_depth"
     outdoor = import_model(path, fmt="depth_anything_v2_outdoor")
     assert outdoor.task == "depth" and outdoor.head is not None and outdoor.head.options["max_depth"] == 80.0
+    hub = tmp_path / "depth_anything_small"  # a V1 hub folder: the mixin's config.json and weights
+    hub.mkdir()
+    _write(hub / "pytorch_model.bin", False, False)
+    (hub / "config.json").write_text(json.dumps({"encoder": "vits", "features": 64}))
+    assert import_model(hub).details["head"] == "da_dpt (Depth Anything V1)"
     trainer = tmp_path / "latest.pth"
     _write(trainer, False, False, trainer=True)
     assert "max_depth 20.0 m (indoor) assumed" in import_model(trainer).details["assumed"]
@@ -155,3 +162,15 @@ def test_bad_files_and_options_are_refused(tmp_path: Path) -> None:
         build_head(HeadConfig("da_dpt", 1, "none", (1, 3, 5, 7), options={"widths": WIDTHS, "bins": 3}), DIM)
     with pytest.raises(ConfigError, match="activation"):
         build_head(HeadConfig("da_dpt", 1, "exp", (1, 3, 5, 7), options={"widths": WIDTHS}), DIM)
+
+
+def test_the_written_checkpoint_rebuilds_the_same_model(tmp_path: Path) -> None:
+    _write(tmp_path / "depth_anything_v2_metric_hypersim_vits.pth", True, True)
+    model = import_model(tmp_path / "depth_anything_v2_metric_hypersim_vits.pth")
+    out = save_imported(model, tmp_path / "expert.safetensors")
+    checkpoint = load_checkpoint(out)
+    assert checkpoint.meta.extra["import"]["max_depth"] == 20.0
+    rebuilt = model_from_checkpoint(checkpoint).eval()
+    x = torch.randn(1, 3, 56, 70, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        torch.testing.assert_close(rebuilt(x)["depth"], _simokit(model)(x)["depth"], rtol=0, atol=0)
