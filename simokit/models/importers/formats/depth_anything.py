@@ -126,7 +126,7 @@ class DepthAnythingImporter:
                 notes.append("V2 assumed (V1 files hold the same keys)")
         max_depth = self.max_depth
         if max_depth is None and metric:
-            outdoor = any(word in name for word in ("vkitti", "kitti", "outdoor"))
+            outdoor = any(word in name for word in ("kitti", "outdoor"))  # vkitti too
             max_depth = METRIC_MAX_DEPTH["outdoor" if outdoor else "indoor"]
             if not outdoor and not any(word in name for word in ("hypersim", "indoor")):
                 notes.append(f"max_depth {max_depth} m (indoor) assumed")
@@ -137,10 +137,9 @@ class DepthAnythingImporter:
         prefix = _prefix(source)
         if prefix is None:
             raise CheckpointError(f"{source.path}: no 'pretrained.*' encoder with 'depth_head.*' head found")
-        state = source.state_dict(prefix)
-        encoder = official_encoder({k[11:]: v for k, v in state.items() if k.startswith("pretrained.")})
+        encoder = official_encoder(source.state_dict(prefix + "pretrained."))
         vit = infer_vit_config(encoder)
-        head_state = {k[11:]: v for k, v in state.items() if k.startswith("depth_head.")}
+        head_state = source.state_dict(prefix + "depth_head.")
         version, metric, max_depth, assumed = self._guess(source)
         if version == "v1" and metric:
             raise CheckpointError(
