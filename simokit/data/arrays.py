@@ -14,8 +14,9 @@ from simokit.errors import DataError
 @dataclass(frozen=True)
 class SceneArrays:
     """Stacked samples: image (N, H, W, 3) uint8, seg (N, H, W) uint8 (255 = ignore), depth (N, H, W)
-    float32 metres, normal (N, H, W, 3) float32, edge and shading (N, H, W) float32 in [0, 1], and
-    domain (N,) uint8 index into DOMAINS. Tasks that were not generated or are missing on disk are None.
+    float32 metres, normal (N, H, W, 3) float32, edge and shading (N, H, W) float32 in [0, 1],
+    relative_depth (N, H, W) float32 inverse depth in 1/m (0 = no label), and domain (N,) uint8 index
+    into DOMAINS. Tasks that were not generated or are missing on disk are None.
     """
 
     image: np.ndarray
@@ -25,6 +26,7 @@ class SceneArrays:
     normal: np.ndarray | None = None
     edge: np.ndarray | None = None
     shading: np.ndarray | None = None
+    relative_depth: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         """Check that every present field has one entry per image."""

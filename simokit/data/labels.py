@@ -40,4 +40,4 @@ PALETTE: np.ndarray = np.array(
 PALETTE.setflags(write=False)
 
 DOMAINS: tuple[str, ...] = ("indoor", "outdoor")
-TASK_KEYS: tuple[str, ...] = ("seg", "depth", "normal", "edge", "shading")
+TASK_KEYS: tuple[str, ...] = ("seg", "depth", "normal", "edge", "shading", "relative_depth")

@@ -70,7 +70,8 @@ def render_scene(
     camera z-depth in metres (outdoor sky is a backdrop at 60 m); normal (H, W, 3) float32 unit
     normals in the camera frame (x right, y down, z forward), facing the camera (dot with the view ray
     < 0); edge (H, W) float32 in [0, 1], albedo-texture gradient magnitude; shading (H, W) float32 in
-    [0, 1], Lambertian light without albedo (1 on sky); intrinsics (3, 3) float32 pinhole K with pixel
+    [0, 1], Lambertian light without albedo (1 on sky); relative_depth (H, W) float32 inverse depth
+    1 / depth in 1/m; intrinsics (3, 3) float32 pinhole K with pixel
     centres at integer coordinates.
     """
     hw = _hw(size)
@@ -164,6 +165,12 @@ def _read_cache(folder: Path, config: dict[str, Any]) -> SceneArrays | None:
         arrays = {k: np.load(folder / f"{k}.npy", mmap_mode="r") for k in meta["fields"]}
         if any(list(arrays[k].shape) != meta["shapes"][k] for k in arrays):
             return None
+        if "relative_depth" not in arrays and "depth" in arrays:
+            # caches written before the task existed: it is exactly the inverse of the rendered depth
+            depth = np.asarray(arrays["depth"])
+            arrays["relative_depth"] = np.where(depth > 0, 1.0 / np.maximum(depth, 1e-6), 0.0).astype(
+                np.float32
+            )
         return SceneArrays(**arrays)
     except (OSError, ValueError, KeyError, TypeError):
         return None

@@ -40,6 +40,7 @@ TARGETS: dict[str, TargetLayout] = {
     "normal": TargetLayout((3,), np.float32, mirror=(-1.0, 1.0, 1.0)),
     "edge": TargetLayout((), np.float32),
     "shading": TargetLayout((), np.float32),
+    "relative_depth": TargetLayout((), np.float32),
 }
 
 

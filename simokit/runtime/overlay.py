@@ -43,6 +43,17 @@ def colorize_depth(depth: np.ndarray, vmin: float | None = None, vmax: float | N
     # no depth (NaN, inf, <= 0: holes of real sensors and of masked outputs) draws as the farthest colour
     metres = depth.astype(np.float32)
     inv = np.where(np.isfinite(metres) & (metres > 0), 1.0 / np.maximum(metres, 1e-3), 0.0)
+    return colorize_disparity(inv, vmin, vmax)
+
+
+def colorize_disparity(inv: np.ndarray, vmin: float | None = None, vmax: float | None = None) -> np.ndarray:
+    """(H, W) inverse depth of any scale -> (H, W, 3) uint8 RGB, near = warm; 0 or NaN = no depth.
+
+    The colour map spans 1 / vmax .. 1 / vmin (a depth range in metres) when given, else the map's
+    own 1st..99th percentiles over valid pixels, which is what inverse depth of unknown scale and
+    shift needs.
+    """
+    inv = np.nan_to_num(inv.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
     valid = inv[inv > 0]
     lo = 1.0 / vmax if vmax else float(np.percentile(valid, 1)) if valid.size else 0.0
     hi = 1.0 / vmin if vmin else float(np.percentile(valid, 99)) if valid.size else 1.0
@@ -111,6 +122,7 @@ COLOURISERS: dict[Colour, Colouriser] = {
     Colour.DEPTH: Colouriser(lambda m, _, vrange: colorize_depth(m, *(vrange or (None, None)))),
     Colour.NORMALS: Colouriser(lambda m, _, __: normals_to_rgb(m), vectors=True),
     Colour.GRAY: Colouriser(lambda m, _, __: gray_to_rgb(m)),
+    Colour.DISPARITY: Colouriser(lambda m, _, vrange: colorize_disparity(m, *(vrange or (None, None)))),
 }
 
 

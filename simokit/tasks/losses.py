@@ -41,11 +41,33 @@ def l1_loss(pred: Tensor, target: Tensor) -> Tensor:
     return (pred - target).abs().mean()
 
 
+def ssi_l1_loss(pred: Tensor, target: Tensor) -> Tensor:
+    """Scale-and-shift-invariant L1: pred, target (B, 1, H, W) inverse depth, target 0 = invalid.
+
+    Per image, pred is aligned to target by the least-squares scale and shift over valid pixels (the
+    fit is differentiated through); the mean absolute residual is divided by the target's mean, so
+    the loss does not depend on the target's scale either.
+    """
+    valid = (target > 0).to(torch.float64)
+    p, t = pred.to(torch.float64) * valid, target.to(torch.float64) * valid
+    dims = (1, 2, 3)
+    n = valid.sum(dims)
+    sp, st, spp, spt = p.sum(dims), t.sum(dims), (p * p).sum(dims), (p * t).sum(dims)
+    # a constant prediction makes both numerator and determinant 0; the epsilon then gives scale 0
+    scale = (n * spt - sp * st) / (n * spp - sp * sp + 1e-12 * n * n + 1e-30)
+    shift = (st - scale * sp) / n.clamp_min(1.0)
+    residual = ((scale[:, None, None, None] * p + shift[:, None, None, None] - t).abs() * valid).sum(dims)
+    labelled = n > 0
+    per_image = residual[labelled] / st[labelled].clamp_min(1e-12)
+    return per_image.mean().to(pred.dtype) if labelled.any() else pred.sum() * 0.0
+
+
 LOSSES: dict[str, Loss] = {
     "cross_entropy": cross_entropy_loss,
     "log_l1": log_l1_loss,
     "cosine": cosine_loss,
     "l1": l1_loss,
+    "ssi_l1": ssi_l1_loss,
 }
 
 

@@ -14,6 +14,7 @@ from simokit.errors import ConfigError, ShapeError
 from simokit.tasks.spec import IGNORE_INDEX, TaskSpec, get_task
 
 _ANGLE_BIN = 0.01  # degrees; the median is exact to this resolution
+_ALIGNED_EPS = 1e-6  # an aligned inverse depth at or below 0 is a point at infinity; keep ratios finite
 
 
 class SegMetric:
@@ -138,7 +139,45 @@ class L1Metric:
         return {"l1": self.total / max(self.n, 1)}
 
 
-Metric = SegMetric | DepthMetric | NormalMetric | L1Metric
+class AffineDepthMetric:
+    """AbsRel and delta<1.25 (%) of inverse depth after a per-image scale-and-shift alignment.
+
+    Affine-invariant predictions (e.g. Depth Anything's relative output) are only defined up to a scale
+    and a shift, so each image's prediction p is first mapped to s p + b, with (s, b) the least-squares
+    fit to the target t over its valid pixels (t > 0). The aligned a = max(s p + b, eps) then scores
+    abs_rel = mean |a - t| / t and delta1 = share of max(a / t, t / a) < 1.25, the same share as for the
+    depths 1 / a and 1 / t.
+    """
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.abs_rel = 0.0
+        self.delta1 = 0
+
+    def update(self, pred: np.ndarray, target: np.ndarray) -> None:
+        """Add a batch: pred and target (B, H, W) or (B, 1, H, W), target inverse depth, 0 = no label."""
+        pred, target = _squeeze_channel(pred), _squeeze_channel(target)
+        _same_shape("relative_depth", pred, target)
+        for p_img, t_img in zip(pred, target, strict=True):
+            valid = t_img > 0
+            t = t_img[valid].astype(np.float64)
+            if t.size == 0:
+                continue
+            p = p_img[valid].astype(np.float64)
+            design = np.stack([p, np.ones_like(p)], axis=1)
+            (scale, shift), *_ = np.linalg.lstsq(design, t, rcond=None)
+            aligned = np.maximum(scale * p + shift, _ALIGNED_EPS)
+            self.n += t.size
+            self.abs_rel += float((np.abs(aligned - t) / t).sum())
+            self.delta1 += int((np.maximum(aligned / t, t / aligned) < 1.25).sum())
+
+    def compute(self) -> dict[str, float]:
+        """Return {'abs_rel', 'delta1'} (delta1 in percent)."""
+        n = max(self.n, 1)
+        return {"abs_rel": self.abs_rel / n, "delta1": 100.0 * self.delta1 / n}
+
+
+Metric = SegMetric | DepthMetric | NormalMetric | L1Metric | AffineDepthMetric
 
 # Metric kinds named by the task table; each builds a fresh accumulator from the task and a class count.
 METRICS: dict[str, Callable[[TaskSpec, int | None], Metric]] = {
@@ -146,6 +185,7 @@ METRICS: dict[str, Callable[[TaskSpec, int | None], Metric]] = {
     "depth": lambda spec, num_classes: DepthMetric(),
     "angle": lambda spec, num_classes: NormalMetric(),
     "l1": lambda spec, num_classes: L1Metric(),
+    "affine_depth": lambda spec, num_classes: AffineDepthMetric(),
 }
 
 

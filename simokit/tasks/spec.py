@@ -27,6 +27,8 @@ class OutputKind(str, Enum):
     METRES = "metres"
     UNIT_VECTORS = "unit_vectors"
     VALUES = "values"
+    # affine-invariant inverse depth: larger is nearer, true inverse depth up to an unknown scale and shift
+    DISPARITY = "disparity"
 
 
 class Resize(str, Enum):
@@ -44,6 +46,7 @@ class Colour(str, Enum):
     DEPTH = "depth"  # metres through a colour map, near = warm
     NORMALS = "normals"  # unit vectors as RGB
     GRAY = "gray"  # values in [0, 1] as grey
+    DISPARITY = "disparity"  # inverse depth of any scale through the depth colour map, near = warm
 
 
 class Tolerance(str, Enum):
@@ -58,8 +61,8 @@ class TaskSpec:
     """Static description of one dense prediction task.
 
     `activation` is applied by the head after its last linear layer: "none" (logits),
-    "exp" (positive metric depth predicted in log space), "normalize" (unit 3-vectors),
-    "sigmoid" (values in [0, 1]).
+    "exp" (positive metric depth predicted in log space), "softplus" (positive inverse depth of free
+    scale), "normalize" (unit 3-vectors), "sigmoid" (values in [0, 1]).
     `metrics` maps each reported metric to True when higher is better; `primary` is the headline one.
     `loss` and `metric` name kinds of tasks.losses.LOSSES and tasks.metrics.METRICS.
     """
@@ -109,6 +112,11 @@ TASKS: dict[str, TaskSpec] = {
         TaskSpec(
             "normal", 3, "normalize", _NORMAL_METRICS, "mean_angle",
             "cosine", "angle", OutputKind.UNIT_VECTORS, Resize.LINEAR_UNIT, Colour.NORMALS,
+        ),
+        TaskSpec(
+            "relative_depth", 1, "softplus", {"abs_rel": False, "delta1": True}, "abs_rel",
+            "ssi_l1", "affine_depth", OutputKind.DISPARITY, Resize.LINEAR, Colour.DISPARITY,
+            Tolerance.RELATIVE,
         ),
         TaskSpec(
             "edge", 1, "sigmoid", {"l1": False}, "l1",

@@ -47,7 +47,7 @@ def test_constants() -> None:
     assert PALETTE.shape == (11, 3) and PALETTE.dtype == np.uint8
     assert len({tuple(c) for c in PALETTE}) == 11
     assert DOMAINS == ("indoor", "outdoor")
-    assert TASK_KEYS == ("seg", "depth", "normal", "edge", "shading")
+    assert TASK_KEYS == ("seg", "depth", "normal", "edge", "shading", "relative_depth")
 
 
 def test_shapes_dtypes_and_ranges(renders: list[tuple[str, dict[str, np.ndarray]]]) -> None:

@@ -28,10 +28,10 @@ def test_to_tensor_batch_normalises() -> None:
 def test_targets_to_tensors_shapes() -> None:
     data = generate(2, 28, workers=1, progress=False)
     t = targets_to_tensors(data.batch([0, 1]))
-    assert set(t) == {"seg", "depth", "normal", "edge", "shading"}
+    assert set(t) == {"seg", "depth", "normal", "edge", "shading", "relative_depth"}
     assert t["seg"].shape == (2, 28, 28) and t["seg"].dtype == torch.long
     assert t["normal"].shape == (2, 3, 28, 28) and t["normal"].dtype == torch.float32
-    for key in ("depth", "edge", "shading"):
+    for key in ("depth", "edge", "shading", "relative_depth"):
         assert t[key].shape == (2, 1, 28, 28)
     assert data.normal is not None
     np.testing.assert_array_equal(t["normal"][1, :, 3, 4].numpy(), data.normal[1, 3, 4])

@@ -170,5 +170,9 @@ def render(scene: Scene, height: int, width: int, shadows: bool = True) -> dict[
         "normal": normal_cam.reshape(height, width, 3).astype(np.float32),
         "edge": _edges(rgb.reshape(height, width, 3), surface.reshape(hw)).astype(np.float32),
         "shading": shading.reshape(hw).astype(np.float32),
+        # inverse depth: what affine-invariant depth models predict, up to a scale and a shift
+        "relative_depth": np.where(depth > 0, 1.0 / np.maximum(depth, 1e-6), 0.0)
+        .reshape(hw)
+        .astype(np.float32),
         "intrinsics": K.astype(np.float32),
     }

@@ -5,12 +5,18 @@ from __future__ import annotations
 from simokit.errors import ConfigError
 from simokit.models.heads.base import DenseHead
 from simokit.models.heads.config import HeadConfig
+from simokit.models.heads.da_dpt import DepthAnythingHead
 from simokit.models.heads.dpt import DPTHead
 from simokit.models.heads.linear import LinearHead
 from simokit.models.heads.linear_depth import LinearDepthHead
 
 # Keep in step with HEAD_KINDS, which HeadConfig checks before any head module is imported.
-HEADS: dict[str, type[DenseHead]] = {"linear": LinearHead, "dpt": DPTHead, "linear_depth": LinearDepthHead}
+HEADS: dict[str, type[DenseHead]] = {
+    "linear": LinearHead,
+    "dpt": DPTHead,
+    "linear_depth": LinearDepthHead,
+    "da_dpt": DepthAnythingHead,
+}
 
 
 def build_head(cfg: HeadConfig, embed_dim: int) -> DenseHead:

@@ -7,13 +7,16 @@ modules do not import one another: an import registers that format, which would 
 
 from __future__ import annotations
 
+# isort: off
 from simokit.models.importers.formats import (
+    depth_anything,  # noqa: F401
     dinov2_heads,  # noqa: F401
+    hf_depth_anything,  # noqa: F401
     hf_dinov2_seg,  # noqa: F401
     simo,  # noqa: F401
     timm_dinov2,  # noqa: F401
 )
 
-# isort: split
 # the bare backbones last: every expert format also holds an encoder they would accept
 from simokit.models.importers.formats import backbones  # noqa: F401
+# isort: on
