@@ -5,11 +5,12 @@ from __future__ import annotations
 from simokit.errors import ConfigError
 from simokit.models.heads.base import DenseHead
 from simokit.models.heads.config import HeadConfig
+from simokit.models.heads.dinov2_dpt import Dinov2DPTHead
 from simokit.models.heads.dpt import DPTHead
 from simokit.models.heads.linear import LinearHead
 
 # Keep in step with HEAD_KINDS, which HeadConfig checks before any head module is imported.
-HEADS: dict[str, type[DenseHead]] = {"linear": LinearHead, "dpt": DPTHead}
+HEADS: dict[str, type[DenseHead]] = {"linear": LinearHead, "dpt": DPTHead, "dinov2_dpt": Dinov2DPTHead}
 
 
 def build_head(cfg: HeadConfig, embed_dim: int) -> DenseHead:

@@ -6,5 +6,8 @@ before the general ones (a bare DINOv2 backbone) that would also accept their en
 
 from __future__ import annotations
 
+from simokit.models.importers.formats import dinov2_dpt, hf_dpt  # noqa: F401
+
+# isort: split
 # the bare backbones last: every expert format also holds an encoder they would accept
 from simokit.models.importers.formats import backbones  # noqa: F401

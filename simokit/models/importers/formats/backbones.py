@@ -26,7 +26,7 @@ class OfficialBackbone:
         """One base encoder."""
         state = official_encoder(source.tensors)
         vit = infer_vit_config(state)
-        details = {"variant": _variant(vit.embed_dim), "registers": vit.num_register_tokens}
+        details = {"variant": variant_name(vit.embed_dim), "registers": vit.num_register_tokens}
         return [ImportedModel(self.name, vit, state, details=details)]
 
 
@@ -49,11 +49,11 @@ class HuggingFaceBackbone:
         """One base encoder, its architecture from config.json."""
         vit = vit_config_from_hf(source.config or {})
         state = official_encoder(convert_hf_dinov2(source.tensors))
-        details = {"variant": _variant(vit.embed_dim), "registers": vit.num_register_tokens}
+        details = {"variant": variant_name(vit.embed_dim), "registers": vit.num_register_tokens}
         return [ImportedModel(self.name, vit, state, details=details)]
 
 
-def _variant(dim: int) -> str:
+def variant_name(dim: int) -> str:
     """The official variant name of an encoder width ("custom" for others)."""
     return {384: "ViT-S/14", 768: "ViT-B/14", 1024: "ViT-L/14", 1536: "ViT-g/14"}.get(dim, f"custom ({dim})")
 
