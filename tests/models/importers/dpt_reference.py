@@ -15,6 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from simokit.models import DinoVisionTransformer, VitConfig, build_head
+from simokit.models.importers.model import ImportedModel
+
 
 def _randn(*shape: int, scale: float = 1.0) -> Tensor:
     fan_in = max(1, int(torch.tensor(shape[1:]).prod().item())) if len(shape) > 1 else 1
@@ -136,3 +139,40 @@ def reference_dpt(
                            sd[h + "1.bias"], training=False, eps=1e-5)  # fmt: skip
         out = F.conv2d(F.relu(out), sd[h + "4.weight"], sd[h + "4.bias"])
     return F.interpolate(out, size=image_size, mode="bilinear", align_corners=False)
+
+
+def random_encoder(dim: int, depth: int, seed: int = 0) -> DinoVisionTransformer:
+    """A small official-layout ViT/14 with perturbed weights (one head per 64 channels, as inferred)."""
+    torch.manual_seed(seed)
+    cfg = VitConfig(embed_dim=dim, depth=depth, num_heads=max(dim // 64, 1), img_size=56, init_values=1.0)
+    enc = DinoVisionTransformer(cfg).eval()
+    with torch.no_grad():
+        for name, p in enc.named_parameters():
+            p.add_(0.05 * torch.randn_like(p))
+            if name.endswith("gamma"):
+                p.uniform_(0.3, 1.2)
+    return enc
+
+
+def run_imported(model: ImportedModel, x: torch.Tensor, out_size: tuple[int, int]) -> torch.Tensor:
+    """The imported encoder + head on images x, predicting at out_size."""
+    assert model.head is not None
+    enc = DinoVisionTransformer(model.vit).eval()
+    enc.load_state_dict(model.encoder, strict=True)
+    head = build_head(model.head, model.vit.embed_dim).eval()
+    head.load_state_dict(model.head_state, strict=True)
+    with torch.no_grad():
+        feats = enc.get_intermediate_layers(
+            x, n=list(model.head.layers), reshape=True, return_class_token=True, norm=model.head.norm
+        )
+        return head(list(feats), out_size)
+
+
+def source_features(enc: DinoVisionTransformer, x: torch.Tensor, layers: list[int]) -> list:
+    """What the official depthers feed their head: (patch map, CLS) per block, before the final norm."""
+    return list(enc.get_intermediate_layers(x, n=layers, reshape=True, return_class_token=True, norm=False))
+
+
+def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Largest absolute difference relative to the reference's largest magnitude."""
+    return ((a - b).abs().max() / b.abs().max()).item()
