@@ -52,7 +52,7 @@ def test_head_config_validation_and_json_round_trip() -> None:
 def test_every_head_kind_has_a_registered_class() -> None:
     assert tuple(HEADS) == HEAD_KINDS
     for kind, head_type in HEADS.items():
-        layers = (0, 1, 2, 3) if kind == "dpt" else (-1,)
+        layers = (0, 1, 2, 3) if kind in ("dpt", "dinov2_dpt") else (-1,)
         assert type(build_head(HeadConfig(kind=kind, out_channels=2, layers=layers), DIM)) is head_type
 
 

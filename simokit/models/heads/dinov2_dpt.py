@@ -4,8 +4,10 @@ All three reassemble four blocks (optionally reading CLS through a readout), fus
 and predict through a small output stack; their differences are options of this one kind:
 
 - readout: "project" (Linear(2C -> C) + GELU on [patch, cls]), "add" (cls added to each patch) or "ignore"
+  (default: "project" when use_cls is set, else "ignore")
 - post_channels: the four reassembly widths, shallow to deep (default C/8, C/4, C/2, C)
-- output: "depth" (1 channel: relu(x) + min_depth, clamped to max_depth when given) or "seg" (K channels)
+- output: "depth" (1 channel: relu(x) + min_depth, clamped to max_depth when given) or "seg" (K channels;
+  the default when out_channels > 1)
 - residual_bias, fusion_bn: whether the fusion residual convs carry a bias / a BatchNorm
 - project: whether a 3x3 conv + ReLU follows the fusion (DINOv2 and SIMO always; HF `add_projection`)
 - native: "input" when the source resizes its prediction to the image, "head" when it returns the head's
@@ -39,9 +41,9 @@ from simokit.models.heads.dinov2_dpt_blocks import (
 from simokit.models.heads.fold import FeatureConsumer
 
 DEFAULT_OPTIONS: dict[str, Any] = {
-    "readout": "project",
+    "readout": None,
     "post_channels": None,
-    "output": "depth",
+    "output": None,
     "min_depth": 0.0,
     "max_depth": None,
     "residual_bias": False,
@@ -66,7 +68,11 @@ def dpt_options(cfg: HeadConfig, embed_dim: int) -> dict[str, Any]:
         raise ConfigError(
             f"dinov2_dpt head options {unknown} are unknown; valid options: {', '.join(DEFAULT_OPTIONS)}"
         )
-    opts = {**DEFAULT_OPTIONS, **cfg.options}
+    derived = {
+        "readout": "project" if cfg.use_cls else "ignore",
+        "output": "depth" if cfg.out_channels == 1 else "seg",
+    }
+    opts = {**DEFAULT_OPTIONS, **derived, **cfg.options}
     for key, choices in _CHOICES.items():
         if opts[key] not in choices:
             raise ConfigError(f"dinov2_dpt option {key} is '{opts[key]}'; choose from {', '.join(choices)}")
