@@ -11,8 +11,8 @@ and predict through a small output stack; their differences are options of this 
 - residual_bias, fusion_bn: whether the fusion residual convs carry a bias / a BatchNorm
 - project: whether a 3x3 conv + ReLU follows the fusion (DINOv2 and SIMO always; HF `add_projection`)
 - native: "input" when the source resizes its prediction to the image, "head" when it returns the head's
-  own resolution (32 x ceil(grid / 2)); `resize` names the interpolation to `out_size` ("bilinear" or
-  "bicubic", align_corners=False) and `patch_size` the encoder patch, for the native size.
+  own resolution (32 x ceil(grid / 2)), with `patch_size` the encoder patch; either way the prediction
+  reaches `out_size` by bilinear interpolation (align_corners=False), the identity at the native size.
 
 `HeadConfig.dpt_features` is the fusion width (256 in the official heads, 128 in SIMO's small ones).
 """
@@ -50,14 +50,12 @@ DEFAULT_OPTIONS: dict[str, Any] = {
     "fusion_bn": False,
     "project": True,
     "native": "input",
-    "resize": "bilinear",
     "patch_size": 14,
 }
 _CHOICES = {
     "readout": READOUTS,
     "output": ("depth", "seg"),
     "native": ("input", "head"),
-    "resize": ("bilinear", "bicubic"),
 }
 
 
@@ -174,5 +172,5 @@ class Dinov2DPTHead(DenseHead):
             x = F.relu(x) + float(self.opts["min_depth"])
             if self.opts["max_depth"] is not None:
                 x = torch.clamp(x, min=float(self.opts["min_depth"]), max=float(self.opts["max_depth"]))
-        x = F.interpolate(x, size=out_size, mode=self.opts["resize"], align_corners=False)
+        x = F.interpolate(x, size=out_size, mode="bilinear", align_corners=False)
         return apply_activation(x, self.cfg.activation)

@@ -101,7 +101,7 @@ def _transform(feats: list[tuple[torch.Tensor, torch.Tensor]], maps: dict, layer
     [
         {"readout": "project", "output": "depth", "min_depth": 0.1, "max_depth": 10.0},
         {"readout": "add", "output": "seg", "fusion_bn": True, "residual_bias": True},
-        {"readout": "ignore", "output": "seg", "project": False, "native": "head", "resize": "bicubic"},
+        {"readout": "ignore", "output": "seg", "project": False, "native": "head"},
     ],
 )
 def test_fold_linear_map_into_dinov2_dpt_consumers(options: dict) -> None:

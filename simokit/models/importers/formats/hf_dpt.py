@@ -2,8 +2,9 @@
 
 The neck (readout, reassembly, fusion) and depth head are DINOv2's DPT with options: biased residual
 convs (or BatchNorm), the 3x3 projection only with `add_projection`, a plain ReLU output, and the
-prediction returned at the head's resolution (32 x ceil(grid / 2)); `out_size` is reached the way the
-image processor post-processes it (bicubic). The backbone reads `out_indices` stages (stage k is block
+prediction returned at the head's resolution (32 x ceil(grid / 2)), which is the native size; other
+sizes are reached bilinearly (the image processor's post-processing uses bicubic, which exported
+graphs do not reproduce exactly). The backbone reads `out_indices` stages (stage k is block
 k - 1) after its final LayerNorm when `apply_layernorm` is set. Its position embeddings are resampled
 as transformers does (no 0.1 offset), so the imported encoder returns what the source model computes.
 """
@@ -100,7 +101,6 @@ def hf_dpt_head(
         "fusion_bn": batch_norm,
         "project": bool(config.get("add_projection", False)),
         "native": "head",
-        "resize": "bicubic",
         "patch_size": int(backbone.get("patch_size", 14)),
     }
     head = HeadConfig(
@@ -158,7 +158,7 @@ class HuggingFaceDPT:
             "head": f"dinov2_dpt (Hugging Face DPT, readout {head.options['readout']})",
             "blocks": list(head.layers),
             "norm": head.norm,
-            "output": "relu depth at the head's resolution (32 x ceil(grid / 2)), bicubic to the image",
+            "output": "relu depth at the head's resolution (32 x ceil(grid / 2))",
         }
         image = int(config["backbone_config"].get("image_size", 518))
         return [
