@@ -13,7 +13,8 @@ from dpt_reference import rel_err, run_imported
 
 from simokit.errors import CheckpointError
 from simokit.models import build_head
-from simokit.models.importers import read_models
+from simokit.models.checkpoint import load_checkpoint, model_from_checkpoint
+from simokit.models.importers import read_models, save_imported
 from simokit.models.importers.formats.hf_dpt import hf_dpt_head
 
 transformers = pytest.importorskip("transformers", reason="transformers is the reference for HF formats")
@@ -97,3 +98,21 @@ def test_hf_dpt_refuses_other_backbones_and_layouts() -> None:
         hf_dpt_head(_config(architectures=["DPTForSemanticSegmentation"]), {}, "x")
     with pytest.raises(CheckpointError, match="keys this importer does not know"):
         hf_dpt_head(_config(), {"neck.mystery.weight": torch.zeros(1)}, "x")
+
+
+def test_hf_dpt_expert_round_trips_through_a_simokit_checkpoint(tmp_path: Path) -> None:
+    hf = _hf_dpt("project", seed=1)
+    hf.save_pretrained(tmp_path / "hf")
+    (model,) = read_models(tmp_path / "hf")
+    ck = load_checkpoint(save_imported(model, tmp_path / "expert.safetensors"))
+    assert ck.meta.extra["import"]["format"] == "hf_dpt"
+    multi = model_from_checkpoint(ck)
+    x = torch.randn(1, 3, 70, 56)
+    with torch.no_grad():
+        ref = hf(pixel_values=x).predicted_depth
+        out = multi(x)["depth"]  # predicted at the input size: the head's map resized bilinearly
+        head = multi.heads["depth"]
+        feats = multi.features(x)
+        native = head([feats[i] for i in multi.head_layers("depth")], head.native_size(70, 56))
+    assert out.shape == (1, 1, 70, 56)
+    assert rel_err(native[:, 0], ref) <= 1e-4
