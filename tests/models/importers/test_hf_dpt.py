@@ -15,7 +15,8 @@ from simokit.errors import CheckpointError
 from simokit.models import build_head
 from simokit.models.checkpoint import load_checkpoint, model_from_checkpoint
 from simokit.models.importers import read_models, save_imported
-from simokit.models.importers.formats.hf_dpt import hf_dpt_head
+from simokit.models.importers.formats.hf_dpt import hf_dpt_head, processor_normalisation
+from simokit.models.importers.source import Source
 
 transformers = pytest.importorskip("transformers", reason="transformers is the reference for HF formats")
 
@@ -116,3 +117,20 @@ def test_hf_dpt_expert_round_trips_through_a_simokit_checkpoint(tmp_path: Path) 
         native = head([feats[i] for i in multi.head_layers("depth")], head.native_size(70, 56))
     assert out.shape == (1, 1, 70, 56)
     assert rel_err(native[:, 0], ref) <= 1e-4
+
+
+@pytest.mark.parametrize(
+    ("processor", "mean", "std"),
+    [
+        # the converted DINOv2 DPTs normalise 0..255 pixels with ImageNet statistics times 255
+        (dict(do_rescale=False, image_mean=[123.675, 116.28, 103.53], image_std=[58.395, 57.12, 57.375]),
+         (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+        (dict(), (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),  # the DPT image processor's defaults
+    ],
+)  # fmt: skip
+def test_hf_dpt_normalisation_from_the_image_processor(
+    tmp_path: Path, processor: dict, mean: tuple, std: tuple
+) -> None:
+    transformers.DPTImageProcessor(**processor).save_pretrained(tmp_path)
+    got_mean, got_std = processor_normalisation(Source(tmp_path / "model.safetensors", {}, {}))
+    assert got_mean == pytest.approx(mean, abs=1e-6) and got_std == pytest.approx(std, abs=1e-6)

@@ -119,8 +119,12 @@ def hf_dpt_head(
     return head, checked_head_state(head, int(backbone["hidden_size"]), renamed, where)
 
 
-def _normalisation(source: Source) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """The image processor's mean and std when the folder has one, else ImageNet's (DINOv2's)."""
+def processor_normalisation(source: Source) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Mean and std on [0, 1] images from the folder's image processor, else ImageNet's (DINOv2's).
+
+    The processor normalises pixels in 0..255 times `rescale_factor` when `do_rescale` is set, in
+    0..255 otherwise (the converted DINOv2 DPTs), so its values are divided by that pixel scale.
+    """
     path = source.path.parent / "preprocessor_config.json"
     if not path.is_file():
         return IMAGENET_MEAN, IMAGENET_STD
@@ -128,9 +132,14 @@ def _normalisation(source: Source) -> tuple[tuple[float, ...], tuple[float, ...]
         processor = json.loads(path.read_text())
     except (OSError, ValueError) as err:
         raise CheckpointError(f"cannot read {path}: {err}") from None
-    mean = processor.get("image_mean", IMAGENET_MEAN) if processor.get("do_normalize", True) else (0.0,) * 3
-    std = processor.get("image_std", IMAGENET_STD) if processor.get("do_normalize", True) else (1.0,) * 3
-    return tuple(float(m) for m in mean), tuple(float(s) for s in std)
+    if not processor.get("do_normalize", True):
+        return (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
+    rescale = float(processor.get("rescale_factor", 1 / 255)) if processor.get("do_rescale", True) else 1.0
+    scale = 255.0 * rescale
+    # the DPT image processor's own defaults are 0.5 and 0.5 on rescaled pixels
+    mean = processor.get("image_mean", [0.5 * scale] * 3)
+    std = processor.get("image_std", [0.5 * scale] * 3)
+    return tuple(float(m) / scale for m in mean), tuple(float(s) / scale for s in std)
 
 
 class HuggingFaceDPT:
@@ -151,7 +160,7 @@ class HuggingFaceDPT:
         head, head_state = hf_dpt_head(config, rest, where)
         vit = dataclasses.replace(vit_config_from_hf(config["backbone_config"]), interpolate_offset=0.0)
         encoder = official_encoder(convert_hf_dinov2(backbone_state))
-        mean, std = _normalisation(source)
+        mean, std = processor_normalisation(source)
         details = {
             "variant": variant_name(vit.embed_dim),
             "registers": vit.num_register_tokens,
