@@ -54,7 +54,7 @@ def test_every_head_kind_has_a_registered_class() -> None:
     # kinds that need more than a kind and a width to be built
     special = {"da_dpt": {"out_channels": 1, "layers": (0, 1, 2, 3), "options": {"widths": [4, 4, 4, 4]}}}
     for kind, head_type in HEADS.items():
-        layers = (0, 1, 2, 3) if kind == "dpt" else (-1,)
+        layers = (0, 1, 2, 3) if kind in ("dpt", "dinov2_dpt") else (-1,)
         fields = special.get(kind, {"out_channels": 1, "layers": layers})
         assert type(build_head(HeadConfig(kind=kind, **fields), DIM)) is head_type  # type: ignore[arg-type]
 

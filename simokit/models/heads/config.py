@@ -10,7 +10,7 @@ from simokit.config import from_dict as config_from_dict
 from simokit.errors import ConfigError
 from simokit.models.heads.activation import ACTIVATIONS
 
-HEAD_KINDS = ("linear", "dpt", "linear_depth", "da_dpt")
+HEAD_KINDS = ("linear", "dpt", "linear_depth", "da_dpt", "dinov2_dpt")
 DPT_NUM_LAYERS = 4
 
 

@@ -6,6 +6,7 @@ from simokit.errors import ConfigError
 from simokit.models.heads.base import DenseHead
 from simokit.models.heads.config import HeadConfig
 from simokit.models.heads.da_dpt import DepthAnythingHead
+from simokit.models.heads.dinov2_dpt import Dinov2DPTHead
 from simokit.models.heads.dpt import DPTHead
 from simokit.models.heads.linear import LinearHead
 from simokit.models.heads.linear_depth import LinearDepthHead
@@ -16,6 +17,7 @@ HEADS: dict[str, type[DenseHead]] = {
     "dpt": DPTHead,
     "linear_depth": LinearDepthHead,
     "da_dpt": DepthAnythingHead,
+    "dinov2_dpt": Dinov2DPTHead,
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 from simokit.errors import CheckpointError, ConfigError
@@ -48,6 +49,7 @@ def read_base(path: str | Path) -> ImportedModel:
         raise ConfigError(
             f"{path} holds a task head; a backbone must be a bare encoder (e.g. dinov2_vits14_pretrain.pth)"
         )
+    models[0].details["path"] = str(path)
     return models[0]
 
 
@@ -61,8 +63,11 @@ def read_models(
     """
     source = read_source(path)
     importer = detect(source, fmt)
+    takes_backbone = getattr(importer, "takes_backbone", False)
+    if backbone is None and takes_backbone:
+        backbone = _sibling_backbone(source.path)
     if backbone is not None:
-        if not getattr(importer, "takes_backbone", False):
+        if not takes_backbone:
             raise ConfigError(
                 f"{path} is a '{importer.name}' file with its own encoder; drop the backbone {backbone}"
             )
@@ -99,6 +104,17 @@ def import_model(
         tasks = ", ".join(str(m.task) for m in models)
         raise ConfigError(f"{path} holds heads for {tasks}; pick one with --task")
     return models[0]
+
+
+_HUB_HEAD = re.compile(r"^(dinov2_vit[sblg]14(?:_reg4)?)_")
+
+
+def _sibling_backbone(path: Path) -> Path | None:
+    """The hub's backbone file beside an official head file (dinov2_vits14_nyu_dpt_head.pth ->
+    dinov2_vits14_pretrain.pth), when it is there."""
+    match = _HUB_HEAD.match(path.name)
+    sibling = path.with_name(f"{match.group(1)}_pretrain.pth") if match else None
+    return sibling if sibling is not None and sibling.is_file() else None
 
 
 def _is_simokit_checkpoint(path: Path) -> bool:

@@ -10,9 +10,11 @@ from __future__ import annotations
 # isort: off
 from simokit.models.importers.formats import (
     depth_anything,  # noqa: F401
+    dinov2_dpt,  # noqa: F401
     dinov2_heads,  # noqa: F401
     hf_depth_anything,  # noqa: F401
     hf_dinov2_seg,  # noqa: F401
+    hf_dpt,  # noqa: F401
     simo,  # noqa: F401
     timm_dinov2,  # noqa: F401
 )

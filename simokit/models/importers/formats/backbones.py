@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from simokit.models.convert import convert_hf_dinov2, vit_config_from_hf
-from simokit.models.importers.infer import infer_vit_config, official_encoder
+from simokit.models.importers.infer import infer_vit_config, official_encoder, variant_name
 from simokit.models.importers.model import ImportedModel
 from simokit.models.importers.registry import register
 from simokit.models.importers.source import Source
@@ -26,7 +26,7 @@ class OfficialBackbone:
         """One base encoder."""
         state = official_encoder(source.tensors)
         vit = infer_vit_config(state)
-        details = {"variant": _variant(vit.embed_dim), "registers": vit.num_register_tokens}
+        details = {"variant": variant_name(vit.embed_dim), "registers": vit.num_register_tokens}
         return [ImportedModel(self.name, vit, state, details=details)]
 
 
@@ -49,13 +49,8 @@ class HuggingFaceBackbone:
         """One base encoder, its architecture from config.json."""
         vit = vit_config_from_hf(source.config or {})
         state = official_encoder(convert_hf_dinov2(source.tensors))
-        details = {"variant": _variant(vit.embed_dim), "registers": vit.num_register_tokens}
+        details = {"variant": variant_name(vit.embed_dim), "registers": vit.num_register_tokens}
         return [ImportedModel(self.name, vit, state, details=details)]
-
-
-def _variant(dim: int) -> str:
-    """The official variant name of an encoder width ("custom" for others)."""
-    return {384: "ViT-S/14", 768: "ViT-B/14", 1024: "ViT-L/14", 1536: "ViT-g/14"}.get(dim, f"custom ({dim})")
 
 
 register(OfficialBackbone())
