@@ -7,7 +7,7 @@ extracted once here.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import cast
 
 import numpy as np
@@ -21,6 +21,8 @@ from simokit.models.heads import DenseHead
 
 Part = tuple[int, str]  # (non-negative block index, "patch" | "cls")
 BatchFeatures = dict[int, tuple[Tensor, Tensor]]  # block -> ((B, C, h, w) patch map, (B, C) CLS)
+# collect()'s signature: a study takes another (a disk cache) for the fixed base and expert encoders
+Collector = Callable[[DinoVisionTransformer, list[Tensor], list[int], str], list[BatchFeatures]]
 
 
 def head_parts(head: DenseHead, depth: int) -> list[Part]:
