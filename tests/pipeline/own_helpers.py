@@ -51,10 +51,10 @@ def frames(n: int = 8, h: int = 48, w: int = 64, seed: int = 0) -> np.ndarray:
 
 
 def write_folder(folder: Path, bgr: np.ndarray) -> Path:
-    """PNG files in a nested folder (the reader recurses)."""
+    """PNG files in a nested folder (the reader recurses), named in frame order."""
     (folder / "cam" / "a").mkdir(parents=True)
     for i, f in enumerate(bgr):
-        cv2.imwrite(str(folder / "cam" / ("a" if i % 2 else "") / f"{i:03d}.png"), f)
+        cv2.imwrite(str(folder / "cam" / "a" / f"{i:03d}.png"), f)
     return folder
 
 
