@@ -24,7 +24,7 @@ from simokit.pipeline.merging import MergeOutputs, write_checkpoint
 from simokit.pipeline.own_frames import RESIZE_RULE
 from simokit.pipeline.own_picture import side_by_side
 from simokit.pipeline.own_study import OwnStudy, own_study
-from simokit.pipeline.report import format_hparams
+from simokit.pipeline.report import format_hparams, table
 from simokit.pipeline.study import row_summary
 from simokit.pipeline.study_result import Row, result_to_json
 from simokit.recipe import PipelineConfig
@@ -60,6 +60,20 @@ def _selection_lines(study: OwnStudy) -> list[str]:
     return lines
 
 
+def _labelled_lines(study: OwnStudy) -> list[str]:
+    if study.labelled is None:
+        return []
+    rows, experts = study.labelled
+    return [
+        "## Labelled test split of --val",
+        "",
+        "The same rows on the labelled test split; normalised score = each metric relative to its expert.",
+        "",
+        table(rows, experts),
+        "",
+    ]
+
+
 def write_report(study: OwnStudy, cfg: PipelineConfig, out: Path) -> Path:
     """report.md: frames, the label-free table, the selections and the picture."""
     res, frames = study.result, study.frames
@@ -82,6 +96,7 @@ def write_report(study: OwnStudy, cfg: PipelineConfig, out: Path) -> Path:
             "",
             agreement_table(res.rows, res.expert_test),
             "",
+            *_labelled_lines(study),
             "## Selection",
             "",
             *_selection_lines(study),

@@ -17,7 +17,7 @@ from pathlib import Path
 from simokit.cache import atomic_path, cache_root, config_key
 from simokit.config import to_dict
 from simokit.data import SceneArrays
-from simokit.errors import CheckpointError, ConfigError, DataError
+from simokit.errors import CheckpointError, ConfigError
 from simokit.merge.inputs import Inputs, load_inputs
 from simokit.merge.learned.coefficients import AdaMergingParams
 from simokit.models.checkpoint import Checkpoint, load_checkpoint
@@ -25,9 +25,11 @@ from simokit.pipeline.agreement import pseudo_targets
 from simokit.pipeline.feature_store import FeatureStore
 from simokit.pipeline.merging import file_sha256
 from simokit.pipeline.own_frames import FrameSet, load_frame_set
+from simokit.pipeline.own_labelled import labelled_rows, labelled_splits
 from simokit.pipeline.study import rebuild_selected, run_study
-from simokit.pipeline.study_result import StudyResult, result_from_json, result_to_json
+from simokit.pipeline.study_result import Row, StudyResult, result_from_json, result_to_json
 from simokit.recipe import PipelineConfig
+from simokit.tasks.score import Metrics
 
 _FORMAT = 1  # bump when the own-frames study computes something new
 
@@ -46,6 +48,7 @@ class OwnStudy:
     result: StudyResult
     size: tuple[int, int]
     store: FeatureStore
+    labelled: tuple[list[Row], Metrics] | None = None  # rows on the labelled test split of --val, if any
 
 
 def chosen_experts(paths: list[Path], tasks: tuple[str, ...]) -> list[Path]:
@@ -70,26 +73,6 @@ def model_size(own_size: tuple[int, int] | None, base: Checkpoint) -> tuple[int,
         return own_size
     h, w = base.meta.input_size
     return int(h), int(w)
-
-
-def labelled_val(folder: str, size: tuple[int, int]) -> SceneArrays | None:
-    """The NYUv2-layout labels of `folder` (its 'val' split, else 'test', else 'train'), at the model size."""
-    if not folder:
-        return None
-    from simokit.calib.frames import nyuv2_split
-    from simokit.data.folders import NYUv2Folder
-
-    found = nyuv2_split(Path(folder).expanduser())
-    if found is None:
-        raise DataError(f"--val {folder}: not an NYUv2-layout folder ({{split}}/image/N.npy)")
-    root, split = found
-    if split == "train" and (root / "val" / "image").is_dir():
-        split = "val"
-    arrays = NYUv2Folder(root, split).to_arrays()
-    if tuple(arrays.image.shape[1:3]) != size:
-        h, w = arrays.image.shape[1:3]
-        raise DataError(f"--val {folder}: images are {h}x{w}, the model input is {size[0]}x{size[1]}")
-    return arrays
 
 
 def _key(cfg: PipelineConfig, files: list[Path], frames: FrameSet, val: SceneArrays | None) -> str:
@@ -117,7 +100,7 @@ def own_study(cfg: PipelineConfig, progress: bool = True) -> OwnStudy:
     inputs, checkpoints = load_inputs(base, list(experts))
     size = model_size(own.hw, checkpoints[0])
     frames = load_frame_set(own.calib, own.calib_frames, size, own.topic, progress)
-    val = labelled_val(own.val, size)
+    val, labelled = labelled_splits(own.val, size)
     if cfg.merge.select == "eval" and val is None:
         raise ConfigError("merge.select=eval needs labels: give --val DIR, or select by tap / tap_aligned")
     store = FeatureStore()
@@ -132,7 +115,10 @@ def own_study(cfg: PipelineConfig, progress: bool = True) -> OwnStudy:
         )
         with atomic_path(cache) as tmp:
             tmp.write_text(json.dumps(result_to_json(result)))
-    return OwnStudy(base, experts, inputs, checkpoints, frames, agreement, val, result, size, store)
+    study = OwnStudy(base, experts, inputs, checkpoints, frames, agreement, val, result, size, store)
+    if labelled is not None:
+        study.labelled = labelled_rows(inputs, result, cfg.merge, frames.fit, labelled, store)
+    return study
 
 
 def own_size(cfg: PipelineConfig) -> tuple[int, int]:

@@ -82,3 +82,21 @@ def write_mcap(path: Path, bgr: np.ndarray, topic: str = "/camera/image_raw") ->
         header = FrameHeader(t // 10**9, t % 10**9, "cam").to_msg()
         messages.append((topic, IMAGE, image_msg(f, "bgr8", {}) | {"header": header}, t))
     return write_bag(path, messages)
+
+
+def write_nyu(root: Path, h: int, w: int, n: int = 4) -> Path:
+    """An NYUv2-layout folder (train/ and test/) of random images and labels at h x w."""
+    rng = np.random.default_rng(3)
+    for split in ("train", "test"):
+        for i in range(n):
+            normal = rng.normal(0, 1, (h, w, 3)).astype(np.float32)
+            arrays = {
+                "image": rng.integers(0, 256, (h, w, 3), dtype=np.uint8),
+                "label": rng.integers(0, len(CLASS_NAMES), (h, w)).astype(np.uint8),
+                "depth": rng.uniform(0.5, 10.0, (h, w)).astype(np.float32),
+                "normal": normal / np.linalg.norm(normal, axis=-1, keepdims=True),
+            }
+            for name, value in arrays.items():
+                (root / split / name).mkdir(parents=True, exist_ok=True)
+                np.save(root / split / name / f"{i}.npy", value)
+    return root

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from own_helpers import frames, write_avi, write_experts, write_folder, write_mcap
+from own_helpers import frames, write_avi, write_experts, write_folder, write_mcap, write_nyu
 
 from simokit.cli import main
 from simokit.runtime.bundle import read_meta
@@ -102,3 +102,39 @@ def test_build_without_calib_refuses_given_experts(
         == 2
     )
     assert "give --calib too" in capsys.readouterr().err
+
+
+def test_merge_with_labels_selects_by_eval_and_reports_the_labelled_split(
+    tmp_path: Path, material: tuple[Path, list[Path], dict[str, str]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    base, experts, sources = material
+    own = [*_own(base, experts, sources["folder"]), "--size", "42"]
+    assert (
+        main(["merge", *own, "--out", str(tmp_path / "m0"), "-q", *GRID, "--set", "merge.select=eval"]) == 2
+    )
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .endswith("merge.select=eval needs labels: give --val DIR, or select by tap / tap_aligned")
+    )
+    val = write_nyu(tmp_path / "nyu", 42, 42)
+    argv = [
+        "merge",
+        *own,
+        "--val",
+        str(val),
+        "--out",
+        str(tmp_path / "m"),
+        "-q",
+        *GRID,
+        "--set",
+        "merge.select=eval",
+    ]
+    assert main(argv) == 0
+    report = (tmp_path / "m" / "report.md").read_text()
+    assert "sum (eval) + head re-align" in report and "## Labelled test split of --val" in report
+    labelled = report[report.index("## Labelled test split") :].split("## Selection")[0]
+    assert "| zeroshot |" in labelled and "| experts | - |" in labelled
+    res = json.loads((tmp_path / "m" / "merge_results.json").read_text())
+    assert res["selected"] == "sum (eval) + head re-align"
+    assert all(c["val_score"] == c["val_score"] for c in res["candidates"])  # scored on the labels (not NaN)
