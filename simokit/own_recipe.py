@@ -54,7 +54,9 @@ class OwnConfig:
         if self.calib_frames < 4:
             raise ConfigError(f"own.calib_frames={self.calib_frames} must be at least 4 (fit + held-out)")
         if bool(self.base) != bool(self.experts):
-            raise ConfigError("own.base and own.experts go together: give both, or neither")
+            raise ConfigError(
+                "give both --base and --experts, or neither (own.base and own.experts in a recipe)"
+            )
         if self.calib and not self.base:
             raise ConfigError("own.calib needs own.base and own.experts (--base B --experts E1 E2 ...)")
 

@@ -138,3 +138,16 @@ def test_merge_with_labels_selects_by_eval_and_reports_the_labelled_split(
     res = json.loads((tmp_path / "m" / "merge_results.json").read_text())
     assert res["selected"] == "sum (eval) + head re-align"
     assert all(c["val_score"] == c["val_score"] for c in res["candidates"])  # scored on the labels (not NaN)
+
+
+def test_tasks_keep_a_subset_of_the_experts(tmp_path: Path) -> None:
+    from simokit.errors import ConfigError
+    from simokit.pipeline.own_study import chosen_experts
+
+    _, experts = write_experts(tmp_path)
+    assert chosen_experts(experts, ("normal", "seg")) == [experts[0], experts[2]]  # the order given
+    assert chosen_experts(experts, ()) == experts
+    with pytest.raises(
+        ConfigError, match="--tasks edge: no expert for it; the experts have seg, depth, normal"
+    ):
+        chosen_experts(experts, ("edge",))
