@@ -85,3 +85,29 @@ def test_experts_yaml_template_is_a_valid_recipe() -> None:
     cfg = from_dict(PipelineConfig, load_yaml(Path(__file__).parents[2] / "configs" / "experts.yaml"))
     assert cfg.own.active and len(cfg.own.experts) == 3 and cfg.own.topic == "/camera/image_raw"
     assert cfg.own.hw is None and cfg.own.calib_frames == 256
+
+
+def test_a_camera_gives_its_first_n_frames(monkeypatch: pytest.MonkeyPatch) -> None:
+    from simokit.runtime import sources
+    from simokit.runtime.sources import Source
+
+    bgr = frames(6, 48, 64)
+
+    class Camera(Source):
+        live, uri = True, "0"
+
+        def open(self) -> None:
+            self.i = 0
+
+        def read(self) -> np.ndarray | None:
+            self.i += 1
+            return bgr[self.i - 1] if self.i <= len(bgr) else None
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(sources, "open_source", lambda spec: Camera())
+    got = load_frame_set("0", 4, (42, 56))
+    expected = np.stack([to_model_size(f[..., ::-1], (42, 56)) for f in bgr[:4]])
+    np.testing.assert_array_equal(got.fit.image, expected[0::2])
+    assert got.description == "camera 0 (first 4 frames)"
