@@ -90,7 +90,11 @@ def test_merge_rerun_with_another_grid_reuses_expert_features(
     res = json.loads((tmp_path / "m2" / "merge_results.json").read_text())
     assert [c["hparams"] for c in res["candidates"]] == [{"alpha": 0.7}]
     assert res["agreement"]["zeroshot"] == pytest.approx(0.0, abs=1e-9)
-    assert (tmp_path / "m2" / "merged.safetensors").is_file()
+    studies = sorted((tmp_path / "cache" / "merge").iterdir())
+    assert main(["merge", *own, "--out", str(tmp_path / "m3"), "-q", *grid2]) == 0  # the cached study
+    assert sorted((tmp_path / "cache" / "merge").iterdir()) == studies and len(studies) == 2
+    m2, m3 = ((tmp_path / m / "merged.safetensors").read_bytes() for m in ("m2", "m3"))
+    assert m2 == m3  # the selected model rebuilt from the cache is the one the study made
 
 
 def test_build_without_calib_refuses_given_experts(
