@@ -11,6 +11,7 @@ from enum import Enum
 from typing import Any, TypeVar
 
 from simokit.errors import ConfigError
+from simokit.own_recipe import OwnConfig
 
 C = TypeVar("C", bound="Choice")
 
@@ -239,4 +240,5 @@ class PipelineConfig:
     experts: ExpertConfig = field(default_factory=ExpertConfig)
     merge: MergeConfig = field(default_factory=MergeConfig)
     routing: RoutingConfig = field(default_factory=RoutingConfig)
+    own: OwnConfig = field(default_factory=OwnConfig)
     eval_batch: int = 64

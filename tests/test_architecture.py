@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1] / "simokit"
 # Lowest first. A package may import from its own layer's packages and from lower layers only.
 # docs/architecture.md explains each layer; keep both in step.
 LAYERS: list[set[str]] = [
-    {"simokit", "errors", "config", "cache", "device", "recipe"},
+    {"simokit", "errors", "config", "cache", "device", "recipe", "own_recipe"},
     {"data"},
     {"tasks"},
     {"runtime"},

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from simokit.cli.groups import add_config_args, from_args, pipeline_config
+from simokit.cli.groups import add_config_args, add_own_args, from_args, pipeline_config
 
 HELP = "experts -> merged, re-aligned, verified ONNX bundle"
 
@@ -49,6 +49,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--fp16", action="store_true", help="also write model.fp16.onnx (LayerNorm/Softmax kept in FP32)"
     )
     p.add_argument("--no-slim", action="store_true", help="skip onnxslim graph simplification")
+    add_own_args(p)
     p.add_argument(
         "--backend",
         choices=["onnxruntime", "tensorrt"],
@@ -63,9 +64,12 @@ def handle(args: argparse.Namespace) -> int:
     from simokit.errors import ConfigError
     from simokit.export.onnx import ExportSpec
     from simokit.pipeline.build import build_merged_bundle, build_routed_bundle, check_build_request
+    from simokit.pipeline.own_study import own_size, own_tasks
 
     cfg = pipeline_config(args)
     check_build_request(cfg, args.backend, fp16=args.fp16, dynamic_size=args.dynamic_size)
+    if cfg.own.base and not cfg.own.active:
+        raise ConfigError("--base/--experts: give --calib too, the frames to fit and report on")
     # routed bundles (a router graph beside the domain engines) keep model-size IO for now
     frame = args.io == "frame" and not cfg.routing.domains
     if frame and (args.input == "float" or args.dynamic_size or args.backend == "tensorrt"):
@@ -73,13 +77,13 @@ def handle(args: argparse.Namespace) -> int:
             "--io frame takes uint8 frames of any size and has no TensorRT engine profile yet: "
             "use --io model with --input float, --dynamic-size or --backend tensorrt"
         )
-    size = cfg.data.size
+    height, width = own_size(cfg) if cfg.own.active else (cfg.data.size, cfg.data.size)
     spec = from_args(
         ExportSpec,
         args,
-        tasks=cfg.experts.tasks,
-        height=size,
-        width=size,
+        tasks=own_tasks(cfg) if cfg.own.active else cfg.experts.tasks,
+        height=height,
+        width=width,
         input_kind=args.input,
         dynamic_hw=args.dynamic_size,
         io="frame" if frame else "model",
@@ -92,8 +96,15 @@ def handle(args: argparse.Namespace) -> int:
         domains = ", ".join(res.router.domains)
         print(f"routed bundle: {routed}  (domains {domains}, router block {res.router.block})")
         return 0
-    out, row = build_merged_bundle(cfg, Path(args.out), spec, args.verify_images, not args.quiet)
-    print(f"bundle: {out}  ({row.name}, test score {row.score:.3f})")
+    if cfg.own.active:
+        from simokit.pipeline.own_build import build_own_bundle
+
+        out, row, agree = build_own_bundle(cfg, Path(args.out), spec, args.verify_images, not args.quiet)
+        print((out / "report.md").read_text())
+        print(f"bundle: {out}  ({row.name}, {height}x{width}, mean agreement {agree:.3f})")
+    else:
+        out, row = build_merged_bundle(cfg, Path(args.out), spec, args.verify_images, not args.quiet)
+        print(f"bundle: {out}  ({row.name}, test score {row.score:.3f})")
     if args.backend == "tensorrt":
         from simokit.runtime.trt.engine_build import build_engine
         from simokit.runtime.trt.options import BuildOptions

@@ -43,8 +43,31 @@ def pipeline_config(args: argparse.Namespace) -> PipelineConfig:
     from simokit.config import apply_overrides, from_dict, load_yaml
 
     path = getattr(args, "config_file", None) or args.config
-    data = load_yaml(path) if path else {}
-    return from_dict(PipelineConfig, apply_overrides(data, args.set), where=str(path or "config"))
+    data = apply_overrides(load_yaml(path) if path else {}, args.set)
+    given = {k: getattr(args, k) for k in OWN_FLAGS if getattr(args, k, None) is not None}
+    if given:  # flags win over the recipe's own: section, field by field
+        data = {**data, "own": {**data.get("own", {}), **given}}
+    return from_dict(PipelineConfig, data, where=str(path or "config"))
+
+
+OWN_FLAGS = ("base", "experts", "calib", "topic", "calib_frames", "val", "size", "tasks")
+
+
+def add_own_args(p: argparse.ArgumentParser) -> None:
+    """Your own experts and frames (the recipe's `own:` section); none given: the embedded benchmark."""
+    g = p.add_argument_group("your own experts and frames (recipe section own:)")
+    g.add_argument("--base", help="base checkpoint (.safetensors) the experts were fine-tuned from")
+    g.add_argument("--experts", nargs="+", help="expert checkpoints, one per task")
+    g.add_argument(
+        "--calib", help="frames to fit and report on: image folder, video, camera URI or ROS 2 bag (.mcap)"
+    )
+    g.add_argument("--topic", help="the bag's image topic, e.g. /camera/image_raw")
+    g.add_argument(
+        "--calib-frames", type=int, help="frames sampled evenly over --calib, half fit, half held out (256)"
+    )
+    g.add_argument("--val", help="NYUv2-layout folder with labels: also select by eval")
+    g.add_argument("--size", help="model input H or HxW, multiples of 14 (default: the base's)")
+    g.add_argument("--tasks", nargs="+", help="merge only these tasks' experts (default: all given)")
 
 
 def add_quiet(p: argparse.ArgumentParser, help: str = "no progress bars") -> None:

@@ -105,8 +105,12 @@ def write_bundle(
         for name, src in (files or {}).items():
             (tmp / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(src, tmp / name)
-        (tmp / "report.md").write_text(
-            "# Bundle report\n\n## Verification (torch vs ONNX Runtime)\n\n"
+        # a report.md among `files` leads; the verification follows it
+        given = tmp / "report.md"
+        lead = given.read_text() + "\n" if "report.md" in (files or {}) else "# Bundle report\n\n"
+        given.write_text(
+            lead
+            + "## Verification (torch vs ONNX Runtime)\n\n"
             + "\n\n".join(f"{_title(name, r)}\n\n{r.table()}" for name, r in reports)
             + "\n"
         )

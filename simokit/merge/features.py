@@ -7,7 +7,7 @@ extracted once here.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import cast
 
 import numpy as np
@@ -23,6 +23,8 @@ from simokit.models.heads import DenseHead, FeatureConsumer
 Site = tuple[int, bool]
 Part = tuple[Site, str]  # (site, "patch" | "cls")
 BatchFeatures = dict[Site, tuple[Tensor, Tensor]]  # site -> ((B, C, h, w) patch map, (B, C) CLS)
+# collect()'s signature: a study takes another (a disk cache) for the fixed base and expert encoders
+Collector = Callable[[DinoVisionTransformer, list[Tensor], list[Site], str], list[BatchFeatures]]
 
 
 def head_parts(head: DenseHead, depth: int) -> list[Part]:

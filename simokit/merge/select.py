@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from simokit.merge.features import BatchFeatures, Part, Site, collect, rows
+from simokit.merge.features import BatchFeatures, Collector, Part, Site, collect, rows
 from simokit.models import DinoVisionTransformer
 from simokit.recipe import SelectBy
 
@@ -65,12 +65,13 @@ def tap_reference(
     batches: list[torch.Tensor],
     metric: str = "l2",
     device: str = "cpu",
+    fixed: Collector = collect,
 ) -> TapReference:
-    """Collect expert features and the base's distance to each expert on `batches`."""
+    """Collect expert features and the base's distance to each expert on `batches` (with `fixed`)."""
     ref = TapReference(batches, parts, {}, metric=metric, device=device)
-    base_feats = collect(base, batches, ref.blocks, device)
+    base_feats = fixed(base, batches, ref.blocks, device)
     for task, enc in experts.items():
-        ref.expert_features[task] = collect(enc, batches, sorted({b for b, _ in parts[task]}), device)
+        ref.expert_features[task] = fixed(enc, batches, sorted({b for b, _ in parts[task]}), device)
         ref.base_distance[task] = feature_distance(base_feats, ref.expert_features[task], parts[task], metric)
     return ref
 

@@ -64,8 +64,13 @@ def build_bundle(
     splits: Splits,
     spec: ExportSpec,
     verify_images: int = 8,
+    classes: tuple[str, ...] = CLASS_NAMES,
+    palette: np.ndarray = PALETTE,
+    more: dict[str, Any] | None = None,
 ) -> tuple[Path, Row]:
-    """Export the study's selected model and each expert, verify, and publish the bundle at `out`."""
+    """Export the study's selected model and each expert, verify, and publish the bundle at `out`.
+
+    `more` adds entries to the bundle's metadata (where the frames came from, label-free scores)."""
     row, model = merged.result.selected_row, merged.result.selected
     if model is None or row is None or splits.test is None:
         raise SimokitError("the merge study selected no model")
@@ -82,10 +87,11 @@ def build_bundle(
                 spec.width,
                 [get_task(t).out_channels for t in spec.tasks],
             ),
+            **(more or {}),
         }
         images = np.asarray(splits.test.image[:verify_images])
         path = write_bundle(
-            out, model, spec, images, classes=CLASS_NAMES, palette=PALETTE, extra=extra, files=files
+            out, model, spec, images, classes=classes, palette=palette, extra=extra, files=files
         )
     return path, row
 

@@ -69,7 +69,7 @@ def merge_and_report(
     plots = [plot_alpha(result, out / "merge_alpha.png"), plot_tap(result, out / "merge_tap.png")]
     learned_plot = plot_learned(result, out / "merge_adamerging.png")
     plots += [learned_plot] if learned_plot else []
-    ckpt = _write_checkpoint(result, cfg, checkpoints[0].meta, [str(p) for p in expert_paths], out)
+    ckpt = write_checkpoint(result, cfg, checkpoints[0].meta, [str(p) for p in expert_paths], out)
     report = _write_report(result, cfg, out, [p.name for p in plots])
     with atomic_path(out / "merge_results.json") as tmp:
         tmp.write_text(json.dumps(result_to_json(result), indent=1))
@@ -120,9 +120,10 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _write_checkpoint(
+def write_checkpoint(
     result: StudyResult, cfg: MergeConfig, base_meta: CheckpointMeta, experts: list[str], out: Path
 ) -> Path:
+    """The study's selected model as `out/merged.safetensors`, with how it was made in its metadata."""
     model, row = result.selected, result.selected_row
     if model is None or row is None:
         raise RuntimeError("the study selected no model")

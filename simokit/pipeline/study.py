@@ -21,7 +21,7 @@ from tqdm import tqdm
 from simokit.data import SceneArrays
 from simokit.device import resolve_device
 from simokit.merge.api import merge_state_dicts
-from simokit.merge.features import collect, head_parts, image_batches
+from simokit.merge.features import Collector, collect, head_parts, image_batches
 from simokit.merge.inputs import Inputs
 from simokit.merge.learned.base import LearnContext, LearnedMerge
 from simokit.merge.registry import get_method
@@ -62,7 +62,7 @@ class _Study:
 
     inputs: Inputs
     cfg: MergeConfig
-    val: SceneArrays
+    val: SceneArrays | None  # None: no labels, no selection by eval
     calib: SceneArrays
     test: SceneArrays
     eval_batch: int
@@ -117,14 +117,16 @@ class _Study:
         merged, cand, res = self.merge(method, hp), Candidate(method, hp), self.res
         with _timed(res.seconds, "tap_select"):
             cand.tap = tap_score(merged, self.tap_ref)["mean"]
-        with _timed(res.seconds, "eval_select"):
-            plain = MultiTaskModel(merged, dict(self.inputs.heads)).eval()
-            cand.val_score = normalized_score(self.evaluate(plain, self.val), res.expert_val)
+        if self.val is not None:
+            with _timed(res.seconds, "eval_select"):
+                plain = MultiTaskModel(merged, dict(self.inputs.heads)).eval()
+                cand.val_score = normalized_score(self.evaluate(plain, self.val), res.expert_val)
         with _timed(res.seconds, "tap_aligned_select"):
             fitted = self.realign(merged, RealignMode.HEAD)
             cand.tap_aligned = sum(v["residual_after"] for v in fitted.stats.values()) / len(fitted.stats)
-        realigned = realigned_model(merged, fitted)
-        cand.val_score_realigned = normalized_score(self.evaluate(realigned, self.val), res.expert_val)
+        if self.val is not None:
+            realigned = realigned_model(merged, fitted)
+            cand.val_score_realigned = normalized_score(self.evaluate(realigned, self.val), res.expert_val)
         return cand
 
     def row(self, name: str, cand: Candidate | None, by: str, realign: str, metrics: Metrics) -> Row:
@@ -167,26 +169,31 @@ Evaluated = dict[str, tuple[Metrics, dict[str, dict[str, float]], MultiTaskModel
 def run_study(
     inputs: Inputs,
     cfg: MergeConfig,
-    val: SceneArrays,
+    val: SceneArrays | None,
     calib: SceneArrays,
     test: SceneArrays,
     eval_batch: int = 64,
     progress: bool = True,
+    fixed: Collector = collect,
 ) -> StudyResult:
-    """Grid-search every method in `cfg`, select, re-align and evaluate the picks on `test`."""
+    """Grid-search every method in `cfg`, select, re-align and evaluate the picks on `test`.
+
+    Without `val` (no labels) selection by eval is skipped; `fixed` collects the base's and the experts'
+    features (a disk cache keeps them across studies)."""
     methods = {m: get_method(m) for m in cfg.methods}  # unknown names fail before any work
     resolve_device(cfg.device)  # a GPU asked for and absent: say so now, not after the grid
     study = _Study(inputs, cfg, val, calib, test, eval_batch)
     res = study.res
     base = inputs.make_encoder(inputs.base_state)
     experts = {t: inputs.make_encoder(sd) for t, sd in inputs.expert_states.items()}
-    res.expert_val = _expert_metrics(experts, inputs, val, eval_batch, cfg.device)
+    if val is not None:
+        res.expert_val = _expert_metrics(experts, inputs, val, eval_batch, cfg.device)
     res.expert_test = _expert_metrics(experts, inputs, test, eval_batch, cfg.device)
     parts = {t: head_parts(h, base.depth) for t, h in inputs.heads.items()}
     with _timed(res.seconds, "tap_reference"):
         tap_batches = list(image_batches(calib, cfg.tap_images, cfg.batch))
-        study.tap_ref = tap_reference(base, experts, parts, tap_batches, cfg.tap_metric, cfg.device)
-    study.feats = _expert_features(experts, inputs.heads, cfg, calib)
+        study.tap_ref = tap_reference(base, experts, parts, tap_batches, cfg.tap_metric, cfg.device, fixed)
+    study.feats = _expert_features(experts, inputs.heads, cfg, calib, fixed)
     grid = [(m, hp) for m in cfg.methods for hp in _grid(cfg, m)]
     # learned merges go last (a stable sort): they may start from what the grid methods selected
     grid.sort(key=lambda entry: issubclass(methods[entry[0]], LearnedMerge))
@@ -200,7 +207,7 @@ def run_study(
     memo: dict[int, Evaluated] = {}
     for method in cfg.methods:
         mine = [c for c in res.candidates if c.method == method]
-        for by in SELECT_CRITERIA:
+        for by in [b for b in SELECT_CRITERIA if val is not None or b != "eval"]:
             study.final_rows(pick(mine, by), by, memo)
     return res
 
@@ -221,14 +228,16 @@ def _expert_metrics(
     return out
 
 
-def rebuild_selected(inputs: Inputs, res: StudyResult, cfg: MergeConfig, calib: SceneArrays) -> None:
+def rebuild_selected(
+    inputs: Inputs, res: StudyResult, cfg: MergeConfig, calib: SceneArrays, fixed: Collector = collect
+) -> None:
     """Re-create the selected deployable model (one merge and one fit) for a cached study."""
     row = res.selected_row
     if row is None:
         raise RuntimeError("cached merge study has no selected model")
     study = _Study(inputs, cfg, calib, calib, calib, eval_batch=1, res=res)
     encoders = {t: inputs.make_encoder(sd) for t, sd in inputs.expert_states.items()}
-    study.feats = _expert_features(encoders, inputs.heads, cfg, calib)
+    study.feats = _expert_features(encoders, inputs.heads, cfg, calib, fixed)
     merged = study.merge(row.method, row.hparams)
     res.selected = realigned_model(merged, study.realign(merged, row.realign))
 
@@ -238,11 +247,12 @@ def _expert_features(
     heads: dict[str, DenseHead],
     cfg: MergeConfig,
     calib: SceneArrays,
+    fixed: Collector = collect,
 ) -> dict[str, Any]:
     """Each expert's features on the re-alignment images, for the blocks its head reads."""
     depth = next(iter(experts.values())).depth
     batches = list(image_batches(calib, cfg.realign_images, cfg.batch))
     return {
-        t: collect(experts[t], batches, sorted({b for b, _ in head_parts(heads[t], depth)}), cfg.device)
+        t: fixed(experts[t], batches, sorted({b for b, _ in head_parts(heads[t], depth)}), cfg.device)
         for t in heads
     }

@@ -19,6 +19,8 @@ def interpolate_pos_embed(
     """Resample a square patch position embedding bicubically: (1, 1 + M*M, D) -> (1, 1 + h*w, D)."""
     num_stored = pos_embed.shape[1] - 1
     M = math.isqrt(num_stored)
+    # a fixed-size export traces the grid as tensors; this eager path bakes it in as numbers
+    grid_h, grid_w = int(grid_h), int(grid_w)
     if grid_h == M and grid_w == M:
         # official dinov2 skips resampling at the native grid; with an offset it would not be the identity
         return pos_embed
