@@ -3,12 +3,23 @@ equal to the source decoder, resized to the image, at two input sizes."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
-from dpt_reference import mmcv_dpt_state, random_encoder, reference_dpt, rel_err, source_features
+from dpt_reference import (
+    mmcv_dpt_state,
+    random_encoder,
+    reference_dpt,
+    rel_err,
+    run_imported,
+    source_features,
+)
+from onnx_check import assert_onnx_matches
 
 from simokit.errors import CheckpointError, ConfigError
 from simokit.models import build_head
+from simokit.models.importers import read_models
 from simokit.models.importers.formats.simo_dpt import simo_dpt_head
 
 DIM = 64
@@ -55,6 +66,34 @@ def test_simo_dpt_decoder_matches_the_source(task: str, arch: str, output: str, 
         assert out.shape == ref.shape == (2, classes, *size)
         assert ref.std().item() > 1e-3
         assert rel_err(out, ref) <= 1e-4, (size, rel_err(out, ref))
+
+
+def test_simo_file_with_dpt_decoders_imports_and_exports_equal_to_the_source(tmp_path: Path) -> None:
+    enc = random_encoder(DIM, 4, seed=3)
+    torch.manual_seed(7)
+    post = [DIM // 2 ** (3 - i) for i in range(4)]
+    decoders = {"depth": mmcv_dpt_state(DIM, post, 64, "project", "depth", 1)}
+    decoders["seg"] = mmcv_dpt_state(DIM, post, 64, "project", "seg", 5)
+    state = {f"backbone.{k}": v for k, v in enc.state_dict().items()}
+    state |= {f"decoders.{t}.{k}": v for t, sd in decoders.items() for k, v in sd.items()}
+    torch.save(
+        {"model_class": "MTLDinoV2", "constructor_args": ARGS, "state_dict": state}, tmp_path / "s.pth"
+    )
+    models = read_models(tmp_path / "s.pth")
+    assert [(m.format, m.task, m.head.kind) for m in models] == [  # type: ignore[union-attr]
+        ("simo", "depth", "dinov2_dpt"), ("simo", "seg", "dinov2_dpt")
+    ]  # fmt: skip
+    for model, (task, decoder) in zip(models, decoders.items(), strict=True):
+        output, min_depth = ("depth", 0.01) if task == "depth" else ("seg", 0.0)
+        for size in ((56, 56), (70, 84)):
+            x = torch.randn(1, 3, *size)
+            with torch.no_grad():
+                feats = source_features(enc, x, OUT_INDEX)
+                ref = reference_dpt(
+                    decoder, feats, "project", output, size, 0.01 if task == "depth" else 0, None
+                )
+            assert rel_err(run_imported(model, x, size), ref) <= 1e-4
+            assert_onnx_matches(model, x, ref, tmp_path)
 
 
 def test_simo_dpt_head_refuses_mismatches() -> None:

@@ -26,6 +26,7 @@ from simokit.models.importers.formats.dinov2_linear import (
     depth_head,
     depth_output,
 )
+from simokit.models.importers.formats.simo_dpt import simo_dpt_head
 from simokit.models.importers.infer import infer_vit_config, official_encoder
 from simokit.models.importers.model import ImportedModel
 from simokit.models.importers.registry import register
@@ -88,10 +89,26 @@ def _linear(decoder: Decoder, bins: bool) -> tuple[HeadConfig, dict[str, Tensor]
     return cfg, state
 
 
+def _dpt(decoder: Decoder, arch: str) -> tuple[HeadConfig, dict[str, Tensor]]:
+    """SIMO's DPT decoders (dpt, dpt_small, dpt-add_small) as dinov2_dpt heads."""
+    d = decoder
+    args = {"out_index": list(d.layers), "head_tasks": {d.source_task: dict(d.settings)}}
+    cfg, state = simo_dpt_head(d.source_task, arch, args, d.state)
+    if d.task == "seg" and cfg.out_channels != int(_setting(d, "num_classes")):
+        raise CheckpointError(
+            f"{d.where}: the DPT decoder predicts {cfg.out_channels} channels but "
+            f"head_tasks['{d.source_task}'] says num_classes={_setting(d, 'num_classes')}"
+        )
+    return cfg, state
+
+
 # head_archs -> converter of one decoder
 ARCHS: dict[str, Callable[[Decoder], tuple[HeadConfig, dict[str, Tensor]]]] = {
     "linear": lambda d: _linear(d, bins=False),
     "linear_bins": lambda d: _linear(d, bins=True),
+    "dpt": lambda d: _dpt(d, "dpt"),
+    "dpt_small": lambda d: _dpt(d, "dpt_small"),
+    "dpt-add_small": lambda d: _dpt(d, "dpt-add_small"),
 }
 
 
