@@ -89,9 +89,7 @@ def test_simo_file_with_dpt_decoders_imports_and_exports_equal_to_the_source(tmp
             x = torch.randn(1, 3, *size)
             with torch.no_grad():
                 feats = source_features(enc, x, OUT_INDEX)
-                ref = reference_dpt(
-                    decoder, feats, "project", output, size, 0.01 if task == "depth" else 0, None
-                )
+                ref = reference_dpt(decoder, feats, "project", output, size, min_depth, None)
             assert rel_err(run_imported(model, x, size), ref) <= 1e-4
             assert_onnx_matches(model, x, ref, tmp_path)
 
