@@ -3,7 +3,8 @@
 Each expert's own predictions on the held-out frames become the pseudo-targets of its task (seg: the
 expert's labels; depth: its metres; normals: its unit vectors), so the ordinary evaluator measures
 agreement: seg pix_acc is the % of pixels with the expert's label and miou the mIoU against its
-labels, depth abs_rel the mean relative difference, normal mean_angle the mean angle between them.
+labels, depth abs_rel the mean relative difference, relative_depth abs_rel the same after a per-image
+scale-and-shift fit to the expert's map, normal mean_angle the mean angle between them.
 Each task's agreement metrics are normalised as (m - m_zeroshot) / (m_expert - m_zeroshot): 1.0 = the
 expert itself, 0 = the zero-shot model (base encoder with the experts' heads).
 """
@@ -27,6 +28,7 @@ from simokit.tasks.spec import OutputKind
 AGREEMENT: dict[str, tuple[str, ...]] = {
     "seg": ("pix_acc", "miou"),
     "depth": ("abs_rel",),
+    "relative_depth": ("abs_rel",),
     "normal": ("mean_angle",),
     "edge": ("l1",),
     "shading": ("l1",),

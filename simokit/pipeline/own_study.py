@@ -20,7 +20,8 @@ from simokit.data import SceneArrays
 from simokit.errors import CheckpointError, ConfigError
 from simokit.merge.inputs import Inputs, load_inputs
 from simokit.merge.learned.coefficients import AdaMergingParams
-from simokit.models.checkpoint import Checkpoint, load_checkpoint
+from simokit.models.checkpoint import Checkpoint
+from simokit.models.importers import load_any
 from simokit.pipeline.agreement import pseudo_targets
 from simokit.pipeline.feature_store import FeatureStore
 from simokit.pipeline.merging import file_sha256
@@ -58,7 +59,7 @@ def chosen_experts(paths: list[Path], tasks: tuple[str, ...]) -> list[Path]:
             raise CheckpointError(f"checkpoint {p} not found")
     if not tasks:
         return paths
-    by_task = {load_checkpoint(p).meta.tasks[0]: p for p in paths}
+    by_task = {load_any(p).meta.tasks[0]: p for p in paths}
     unknown = [t for t in tasks if t not in by_task]
     if unknown:
         raise ConfigError(
@@ -123,10 +124,10 @@ def own_study(cfg: PipelineConfig, progress: bool = True) -> OwnStudy:
 
 def own_size(cfg: PipelineConfig) -> tuple[int, int]:
     """The model input (height, width) a study on the user's material runs at, before running it."""
-    return model_size(cfg.own.hw, load_checkpoint(Path(cfg.own.base).expanduser()))
+    return model_size(cfg.own.hw, load_any(Path(cfg.own.base).expanduser()))
 
 
 def own_tasks(cfg: PipelineConfig) -> tuple[str, ...]:
     """The tasks of the chosen experts, in the order the merged model's heads come in."""
     paths = chosen_experts([Path(p).expanduser() for p in cfg.own.experts], cfg.own.tasks)
-    return tuple(load_checkpoint(p).meta.tasks[0] for p in paths)
+    return tuple(load_any(p).meta.tasks[0] for p in paths)

@@ -155,3 +155,41 @@ def test_tasks_keep_a_subset_of_the_experts(tmp_path: Path) -> None:
         ConfigError, match="--tasks edge: no expert for it; the experts have seg, depth, normal"
     ):
         chosen_experts(experts, ("edge",))
+
+
+def test_build_takes_source_format_experts_directly(
+    tmp_path: Path, material: tuple[Path, list[Path], dict[str, str]]
+) -> None:
+    import sys
+
+    import torch
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "models" / "importers"))
+    from da_reference import official_head_state
+    from dpt_reference import mmcv_dpt_state, random_encoder
+
+    _, _, sources = material
+    base = random_encoder(64, 4, seed=1).state_dict()
+    torch.save(base, tmp_path / "dinov2_vits14_pretrain.pth")  # an official backbone .pth
+
+    def tuned() -> dict[str, torch.Tensor]:
+        return {k: v + 1e-2 * torch.randn_like(v) for k, v in base.items()}
+
+    seg = mmcv_dpt_state(64, [8, 16, 32, 64], 32, "project", "seg", classes=5, prefix="decoders.seg.")
+    args = {"head_archs": "dpt", "out_index": [0, 1, 2, 3], "cls_token": True,
+            "head_tasks": {"seg": {"num_classes": 5}}}  # fmt: skip
+    simo = {"model_class": "MTLDinoV2", "constructor_args": args}
+    simo["state_dict"] = {f"backbone.{k}": v for k, v in tuned().items()} | seg
+    torch.save(simo, tmp_path / "simo_seg.pth")  # a SIMO checkpoint with a DPT decoder
+    head = official_head_state(64, [8, 16, 32, 64], 16, False, False)
+    da = {f"depth_head.{k}": v for k, v in head.items()} | {f"pretrained.{k}": v for k, v in tuned().items()}
+    torch.save(da, tmp_path / "depth_anything_v2_s.pth")  # Depth Anything V2, relative depth
+    out = tmp_path / "bundle"
+    experts = [tmp_path / "simo_seg.pth", tmp_path / "depth_anything_v2_s.pth"]
+    argv = ["build", *_own(tmp_path / "dinov2_vits14_pretrain.pth", experts, sources["folder"])]
+    assert main([*argv, "--size", "42x56", "--out", str(out), "-q", *GRID]) == 0
+    assert main(["inspect", "--verify", str(out)]) == 0
+    meta = read_meta(out)
+    assert meta.tasks == ("seg", "relative_depth")
+    assert meta.outputs["relative_depth"]["kind"] == "disparity"
+    assert "relative_depth abs_rel" in (out / "report.md").read_text()
