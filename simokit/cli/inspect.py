@@ -45,11 +45,8 @@ def is_checkpoint(path: Path) -> bool:
 
 def _inspect_checkpoint(path: Path, fmt: str | None) -> int:
     """Print a simokit checkpoint's metadata, or what the importer detects in a foreign checkpoint."""
-    from simokit.models.importers.summary import (
-        describe_simokit_checkpoint,
-        describe_source,
-        is_simokit_checkpoint,
-    )
+    from simokit.models.checkpoint import is_simokit_checkpoint
+    from simokit.models.importers.summary import describe_simokit_checkpoint, describe_source
 
     print(describe_simokit_checkpoint(path) if is_simokit_checkpoint(path) else describe_source(path, fmt))
     return 0

@@ -115,6 +115,19 @@ def save_checkpoint(
     return final
 
 
+def is_simokit_checkpoint(path: Path) -> bool:
+    """True for a .safetensors file carrying simokit's metadata entry (any other file: False)."""
+    if path.suffix != ".safetensors" or not path.is_file():
+        return False
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return META_KEY in (handle.metadata() or {})
+    except Exception:  # a corrupt header: let the reader that follows report it in its own words
+        return False
+
+
 def load_checkpoint(path: str | Path) -> Checkpoint:
     """Read a simokit checkpoint; missing, corrupt or foreign files raise CheckpointError naming the file."""
     from safetensors import safe_open

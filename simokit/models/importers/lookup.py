@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 from simokit.errors import CheckpointError, ConfigError
-from simokit.models.checkpoint import META_KEY, Checkpoint, load_checkpoint
+from simokit.models.checkpoint import Checkpoint, is_simokit_checkpoint, load_checkpoint
 from simokit.models.importers.model import ImportedModel
 from simokit.models.importers.registry import IMPORTERS, Importer
 from simokit.models.importers.source import Source, read_source
@@ -117,23 +117,10 @@ def _sibling_backbone(path: Path) -> Path | None:
     return sibling if sibling is not None and sibling.is_file() else None
 
 
-def _is_simokit_checkpoint(path: Path) -> bool:
-    """True for a safetensors file that carries simokit metadata."""
-    if path.suffix != ".safetensors" or not path.is_file():
-        return False
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            return META_KEY in (handle.metadata() or {})
-    except Exception:  # a damaged header: let the importer name the problem
-        return False
-
-
 def load_any(path: str | Path, task: str | None = None, fmt: str | None = None) -> Checkpoint:
     """A simokit checkpoint as is, or any importable file converted in memory (nothing is written)."""
     path = Path(path)
-    if fmt is None and _is_simokit_checkpoint(path):
+    if fmt is None and is_simokit_checkpoint(path):
         return load_checkpoint(path)
     model = import_model(path, task, fmt)
     meta = imported_meta(model)

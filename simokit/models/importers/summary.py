@@ -77,18 +77,3 @@ def describe_simokit_checkpoint(path: str | Path) -> str:
     if "import" in meta.extra:
         lines.append(f"imported from: {json.dumps(meta.extra['import'], default=str)}")
     return "\n".join(lines)
-
-
-def is_simokit_checkpoint(path: Path) -> bool:
-    """True for a .safetensors file carrying simokit's metadata entry."""
-    if path.suffix != ".safetensors" or not path.is_file():
-        return False
-    from safetensors import safe_open
-
-    from simokit.models.checkpoint import META_KEY
-
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            return META_KEY in (handle.metadata() or {})
-    except Exception:  # a corrupt header: let the reader report it in its own words
-        return False
