@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from onnx_check import assert_onnx_matches
 
 from simokit.errors import CheckpointError
 from simokit.models import MultiTaskModel, build_encoder, build_head
@@ -65,6 +66,7 @@ def test_import_matches_transformers(tmp_path: Path, kind: str, max_depth: int, 
         assert head.native_size(h, w) == tuple(ref.shape[-2:])
         assert ref.abs().max() > 0.1
         torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4 * float(ref.abs().max()))
+        assert_onnx_matches(model, x, ref, tmp_path)
 
 
 def test_unsupported_configs_are_refused(tmp_path: Path) -> None:

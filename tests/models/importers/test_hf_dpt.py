@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import torch
 from dpt_reference import rel_err, run_imported
+from onnx_check import assert_onnx_matches
 
 from simokit.errors import CheckpointError
 from simokit.models import build_head
@@ -74,6 +75,7 @@ def test_hf_dpt_matches_transformers(tmp_path: Path, variant: str) -> None:
         out = run_imported(model, x, head_size)
         assert ref.std().item() > 1e-3
         assert rel_err(out[:, 0], ref) <= 1e-4, (size, rel_err(out[:, 0], ref))
+        assert_onnx_matches(model, x, ref, tmp_path)
     assert head_size == (96, 96)
 
 
