@@ -16,6 +16,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--format", dest="fmt", help="checkpoints: force a format instead of detecting it")
     p.add_argument(
+        "--backbone",
+        help="checkpoints: encoder file for a head-only file (default: the hub's file beside it)",
+    )
+    p.add_argument(
         "--verify", action="store_true", help="check every file's SHA-256 against meta.json (reads all bytes)"
     )
 
@@ -27,7 +31,7 @@ def handle(args: argparse.Namespace) -> int:
 
     path = Path(args.path)
     if is_checkpoint(path):
-        return _inspect_checkpoint(path, args.fmt)
+        return _inspect_checkpoint(path, args.fmt, args.backbone)
     if args.verify:
         print(f"files: {verify_folder(path)} verified against meta.json (size and SHA-256)")
         if (path / "config.pbtxt").is_file():  # a Triton model directory: nothing more to describe
@@ -43,10 +47,13 @@ def is_checkpoint(path: Path) -> bool:
     return path.suffix in (".pth", ".pt", ".bin", ".ckpt", ".safetensors")
 
 
-def _inspect_checkpoint(path: Path, fmt: str | None) -> int:
+def _inspect_checkpoint(path: Path, fmt: str | None, backbone: str | None) -> int:
     """Print a simokit checkpoint's metadata, or what the importer detects in a foreign checkpoint."""
     from simokit.models.checkpoint import is_simokit_checkpoint
     from simokit.models.importers.summary import describe_simokit_checkpoint, describe_source
 
-    print(describe_simokit_checkpoint(path) if is_simokit_checkpoint(path) else describe_source(path, fmt))
+    if is_simokit_checkpoint(path):
+        print(describe_simokit_checkpoint(path))
+    else:
+        print(describe_source(path, fmt, backbone))
     return 0

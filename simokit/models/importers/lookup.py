@@ -62,14 +62,21 @@ def read_models(
     `takes_backbone = True`); other formats carry their own encoder and refuse one.
     """
     source = read_source(path)
-    importer = detect(source, fmt)
+    return convert_source(source, detect(source, fmt), backbone)
+
+
+def convert_source(
+    source: Source, importer: Importer, backbone: str | Path | None = None
+) -> list[ImportedModel]:
+    """`importer`'s models of `source`, a head-only file paired with `backbone` or the hub's sibling file."""
     takes_backbone = getattr(importer, "takes_backbone", False)
     if backbone is None and takes_backbone:
         backbone = _sibling_backbone(source.path)
     if backbone is not None:
         if not takes_backbone:
             raise ConfigError(
-                f"{path} is a '{importer.name}' file with its own encoder; drop the backbone {backbone}"
+                f"{source.path} is a '{importer.name}' file with its own encoder; "
+                f"drop the backbone {backbone}"
             )
         source.backbone = read_base(backbone)
     return importer.convert(source)

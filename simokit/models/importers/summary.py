@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from simokit.models.importers.lookup import detect
+from simokit.models.importers.lookup import convert_source, detect
 from simokit.models.importers.model import ImportedModel
 from simokit.models.importers.source import read_source
 
@@ -42,11 +42,14 @@ def _model_lines(index: int, model: ImportedModel) -> list[str]:
     return lines
 
 
-def describe_source(path: str | Path, fmt: str | None = None) -> str:
-    """Detected format, encoder variant and every model's head, read from a checkpoint or HF folder."""
+def describe_source(path: str | Path, fmt: str | None = None, backbone: str | Path | None = None) -> str:
+    """Detected format, encoder variant and every model's head, read from a checkpoint or HF folder.
+
+    A head-only file is paired with `backbone`, else with the hub's backbone file beside it.
+    """
     source = read_source(path)
     importer = detect(source, fmt)
-    models = importer.convert(source)
+    models = convert_source(source, importer, backbone)
     lines = [f"source: {path}", f"format: {importer.name} ({importer.description})", _encoder_line(models[0])]
     for index, model in enumerate(models, start=1):
         lines += _model_lines(index, model)

@@ -3,6 +3,8 @@ weights and the head's forward in plain functional torch (eval-mode BatchNorm)."
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -130,3 +132,29 @@ def reference_depth(
     if version == "v1":
         out = F.relu(F.interpolate(out, size=(h, w), mode="bilinear", align_corners=True))
     return out[:, 0]
+
+
+def save_hf_depth_anything(
+    path: Path, kind: str, max_depth: int = 1, heads: int = 2, stages: tuple[int, ...] = (2, 3, 5, 6)
+) -> torch.nn.Module:
+    """A random tiny DepthAnythingForDepthEstimation saved at `path`; returns the model in eval mode."""
+    import transformers
+
+    torch.manual_seed(0)
+    backbone = transformers.Dinov2Config(
+        hidden_size=64, num_hidden_layers=6, num_attention_heads=heads, intermediate_size=128,
+        image_size=42, patch_size=14, out_indices=list(stages), apply_layernorm=True,
+        reshape_hidden_states=False,
+    )  # fmt: skip
+    config = transformers.DepthAnythingConfig(
+        backbone_config=backbone, reassemble_hidden_size=64, patch_size=14, fusion_hidden_size=16,
+        neck_hidden_sizes=[8, 16, 32, 32], head_hidden_size=8, depth_estimation_type=kind,
+        max_depth=max_depth,
+    )  # fmt: skip
+    model = transformers.DepthAnythingForDepthEstimation(config).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+        model.head.conv3.bias.fill_(0.5)
+    model.save_pretrained(path)
+    return model

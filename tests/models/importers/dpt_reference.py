@@ -11,6 +11,8 @@ relu + min_depth) or seg/normal (bias-free 3x3 conv, BatchNorm, ReLU, 1x1 conv).
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -176,3 +178,42 @@ def source_features(enc: DinoVisionTransformer, x: torch.Tensor, layers: list[in
 def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
     """Largest absolute difference relative to the reference's largest magnitude."""
     return ((a - b).abs().max() / b.abs().max()).item()
+
+
+VARIANTS = {
+    # readout project, defaults otherwise (biased residual convs, no projection)
+    "project": dict(readout_type="project", neck_hidden_sizes=[8, 16, 32, 48], fusion_hidden_size=32),
+    # readout add, BatchNorm in the fusion residuals, the 3x3 projection (HF builds it 256 wide)
+    "add_bn_projection": dict(readout_type="add", neck_hidden_sizes=[8, 16, 32, 48], fusion_hidden_size=256,
+                              use_batch_norm_in_fusion_residual=True, add_projection=True),
+    # CLS ignored, no final LayerNorm on the backbone's outputs
+    "ignore_no_layernorm": dict(readout_type="ignore", neck_hidden_sizes=[8, 16, 32, 48],
+                                fusion_hidden_size=16),
+}  # fmt: skip
+
+
+def hf_dpt_model(variant: str = "project", seed: int = 0) -> Any:
+    """A random tiny transformers DPTForDepthEstimation on a 48-wide DINOv2, in eval mode."""
+    import transformers
+
+    torch.manual_seed(seed)
+    backbone = dict(model_type="dinov2", hidden_size=48, num_hidden_layers=4, num_attention_heads=1,
+                    patch_size=14, image_size=56, out_indices=[1, 2, 3, 4], reshape_hidden_states=False,
+                    apply_layernorm=variant != "ignore_no_layernorm", layerscale_value=0.5)  # fmt: skip
+    model = transformers.DPTForDepthEstimation(
+        transformers.DPTConfig(backbone_config=backbone, **VARIANTS[variant])
+    )
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.startswith("backbone.") or p.dim() == 1:
+                p.add_(0.05 * torch.randn_like(p))
+            else:  # unit-gain weights, so the prediction varies across the image
+                p.normal_(0.0, p[0].numel() ** -0.5)
+            if name.endswith("head.head.4.bias"):
+                p.fill_(1.0)  # keeps the final ReLU mostly open, so the depth map varies
+        for name, b in model.named_buffers():
+            if name.endswith("running_mean"):
+                b.normal_(0, 0.2)
+            elif name.endswith("running_var"):
+                b.uniform_(0.5, 1.5)
+    return model.eval()

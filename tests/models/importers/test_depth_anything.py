@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from da_reference import official_head_state, reference_depth
+from onnx_check import assert_onnx_matches
 
 from simokit.errors import CheckpointError, ConfigError
 from simokit.models import HeadConfig, MultiTaskModel, build_encoder, build_head
@@ -89,6 +90,7 @@ def test_import_matches_the_source_model(
         assert head.native_size(h, w) == tuple(ref.shape[-2:]) == (h, w)
         assert ref.abs().max() > 0.1  # the check is not on an all-zero map
         torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4 * float(ref.abs().max()))
+        assert_onnx_matches(model, x, ref, tmp_path)
 
 
 @pytest.mark.parametrize("use_cls", [False, True])

@@ -15,6 +15,7 @@ from dpt_reference import (
     run_imported,
     source_features,
 )
+from onnx_check import assert_onnx_matches
 
 from simokit.errors import CheckpointError, ConfigError
 from simokit.models import DinoVisionTransformer, HeadConfig, build_head, fold_linear_map
@@ -51,6 +52,7 @@ def test_official_dpt_head_matches_the_source_depther(tmp_path: Path, size: tupl
     assert out.shape == ref.shape == (2, 1, *size)
     assert ref.std().item() > 1e-3  # the prediction varies, so the comparison means something
     assert rel_err(out, ref) <= 1e-4
+    assert_onnx_matches(model, x, ref, tmp_path)
 
 
 def test_backbone_given_with_the_head_file_and_dataset_kitti(tmp_path: Path) -> None:

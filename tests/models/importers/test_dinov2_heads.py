@@ -19,6 +19,7 @@ from linear_reference import (
     source_features,
     tiny_backbone,
 )
+from onnx_check import assert_onnx_matches
 
 from simokit.errors import CheckpointError, ConfigError
 from simokit.models.checkpoint import state_hash
@@ -63,6 +64,7 @@ def test_depth_head_matches_the_source_formula(
         assert got.shape == (2, 1, *size)
         torch.testing.assert_close(got, want, rtol=1e-4, atol=0.0)
         assert want.std() > 1e-3 * want.mean()  # the bins spread: the comparison is not of constants
+        assert_onnx_matches(model, x, want, tmp_path)
     torch.testing.assert_close(
         run_saved(model, tmp_path / "expert.safetensors", x), want, rtol=1e-4, atol=0.0
     )
@@ -83,6 +85,7 @@ def test_segmentation_head_matches_the_source_formula(tmp_path: Path, dataset: s
         x = torch.randn(2, 3, *size, generator=g)
         want = bn_conv_reference(source_features(encoder, x, [2], norm=True), head, "conv_seg", False, size)
         torch.testing.assert_close(run_imported(model, x), want, rtol=1e-4, atol=1e-4)
+        assert_onnx_matches(model, x, want, tmp_path)
     assert_fold_exact(model)
 
 

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from da_reference import save_hf_depth_anything
+from onnx_check import assert_onnx_matches
 
 from simokit.errors import CheckpointError
 from simokit.models import MultiTaskModel, build_encoder, build_head
@@ -20,35 +22,11 @@ transformers = pytest.importorskip("transformers")
 SIZES = ((56, 56), (70, 84))
 
 
-def _save(
-    path: Path, kind: str, max_depth: int = 1, heads: int = 2, stages: tuple[int, ...] = (2, 3, 5, 6)
-) -> torch.nn.Module:
-    """A random tiny DepthAnythingForDepthEstimation saved at `path`; returns the model in eval mode."""
-    torch.manual_seed(0)
-    backbone = transformers.Dinov2Config(
-        hidden_size=64, num_hidden_layers=6, num_attention_heads=heads, intermediate_size=128,
-        image_size=42, patch_size=14, out_indices=list(stages), apply_layernorm=True,
-        reshape_hidden_states=False,
-    )  # fmt: skip
-    config = transformers.DepthAnythingConfig(
-        backbone_config=backbone, reassemble_hidden_size=64, patch_size=14, fusion_hidden_size=16,
-        neck_hidden_sizes=[8, 16, 32, 32], head_hidden_size=8, depth_estimation_type=kind,
-        max_depth=max_depth,
-    )  # fmt: skip
-    model = transformers.DepthAnythingForDepthEstimation(config).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.05 * torch.randn_like(p))
-        model.head.conv3.bias.fill_(0.5)
-    model.save_pretrained(path)
-    return model
-
-
 @pytest.mark.parametrize(
     ("kind", "max_depth", "task"), [("relative", 1, "relative_depth"), ("metric", 10, "depth")]
 )
 def test_import_matches_transformers(tmp_path: Path, kind: str, max_depth: int, task: str) -> None:
-    reference = _save(tmp_path / "da", kind, max_depth)
+    reference = save_hf_depth_anything(tmp_path / "da", kind, max_depth)
     assert detect(read_source(tmp_path / "da")).name == "hf_depth_anything"
     model = import_model(tmp_path / "da")
     assert model.task == task and model.head is not None and model.head.layers == (1, 2, 4, 5)
@@ -65,10 +43,11 @@ def test_import_matches_transformers(tmp_path: Path, kind: str, max_depth: int, 
         assert head.native_size(h, w) == tuple(ref.shape[-2:])
         assert ref.abs().max() > 0.1
         torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4 * float(ref.abs().max()))
+        assert_onnx_matches(model, x, ref, tmp_path)
 
 
 def test_unsupported_configs_are_refused(tmp_path: Path) -> None:
-    _save(tmp_path / "da", "relative")
+    save_hf_depth_anything(tmp_path / "da", "relative")
     config_path = tmp_path / "da" / "config.json"
     config = json.loads(config_path.read_text())
     config["backbone_config"]["reshape_hidden_states"] = True
@@ -85,7 +64,7 @@ def test_unsupported_configs_are_refused(tmp_path: Path) -> None:
 def test_the_same_weights_in_the_official_layout_give_the_same_depth(tmp_path: Path) -> None:
     # The official layout records neither the head count nor the blocks read: one 64-wide attention head
     # and V2's evenly spread blocks (0, 2, 3, 5) for 6 blocks, i.e. stages 1, 3, 4, 6.
-    reference = _save(tmp_path / "da", "relative", heads=1, stages=(1, 3, 4, 6))
+    reference = save_hf_depth_anything(tmp_path / "da", "relative", heads=1, stages=(1, 3, 4, 6))
     hf = {k: v.detach() for k, v in reference.state_dict().items()}
     official = {f"pretrained.{k}": v for k, v in convert_hf_dinov2(
         {k[len("backbone.") :]: v for k, v in hf.items() if k.startswith("backbone.")}

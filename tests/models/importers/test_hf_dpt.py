@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 import torch
-from dpt_reference import rel_err, run_imported
+from dpt_reference import VARIANTS, hf_dpt_model, rel_err, run_imported
+from onnx_check import assert_onnx_matches
 
 from simokit.errors import CheckpointError
 from simokit.models import build_head
@@ -20,45 +21,10 @@ from simokit.models.importers.source import Source
 
 transformers = pytest.importorskip("transformers", reason="transformers is the reference for HF formats")
 
-VARIANTS = {
-    # readout project, defaults otherwise (biased residual convs, no projection)
-    "project": dict(readout_type="project", neck_hidden_sizes=[8, 16, 32, 48], fusion_hidden_size=32),
-    # readout add, BatchNorm in the fusion residuals, the 3x3 projection (HF builds it 256 wide)
-    "add_bn_projection": dict(readout_type="add", neck_hidden_sizes=[8, 16, 32, 48], fusion_hidden_size=256,
-                              use_batch_norm_in_fusion_residual=True, add_projection=True),
-    # CLS ignored, no final LayerNorm on the backbone's outputs
-    "ignore_no_layernorm": dict(readout_type="ignore", neck_hidden_sizes=[8, 16, 32, 48],
-                                fusion_hidden_size=16),
-}  # fmt: skip
-
-
-def _hf_dpt(variant: str, seed: int = 0) -> Any:
-    torch.manual_seed(seed)
-    backbone = dict(model_type="dinov2", hidden_size=48, num_hidden_layers=4, num_attention_heads=1,
-                    patch_size=14, image_size=56, out_indices=[1, 2, 3, 4], reshape_hidden_states=False,
-                    apply_layernorm=variant != "ignore_no_layernorm", layerscale_value=0.5)  # fmt: skip
-    model = transformers.DPTForDepthEstimation(
-        transformers.DPTConfig(backbone_config=backbone, **VARIANTS[variant])
-    )
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.startswith("backbone.") or p.dim() == 1:
-                p.add_(0.05 * torch.randn_like(p))
-            else:  # unit-gain weights, so the prediction varies across the image
-                p.normal_(0.0, p[0].numel() ** -0.5)
-            if name.endswith("head.head.4.bias"):
-                p.fill_(1.0)  # keeps the final ReLU mostly open, so the depth map varies
-        for name, b in model.named_buffers():
-            if name.endswith("running_mean"):
-                b.normal_(0, 0.2)
-            elif name.endswith("running_var"):
-                b.uniform_(0.5, 1.5)
-    return model.eval()
-
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_hf_dpt_matches_transformers(tmp_path: Path, variant: str) -> None:
-    hf = _hf_dpt(variant)
+    hf = hf_dpt_model(variant)
     hf.save_pretrained(tmp_path)
     (model,) = read_models(tmp_path)
     assert model.format == "hf_dpt" and model.task == "depth" and model.head is not None
@@ -74,6 +40,7 @@ def test_hf_dpt_matches_transformers(tmp_path: Path, variant: str) -> None:
         out = run_imported(model, x, head_size)
         assert ref.std().item() > 1e-3
         assert rel_err(out[:, 0], ref) <= 1e-4, (size, rel_err(out[:, 0], ref))
+        assert_onnx_matches(model, x, ref, tmp_path)
     assert head_size == (96, 96)
 
 
@@ -102,7 +69,7 @@ def test_hf_dpt_refuses_other_backbones_and_layouts() -> None:
 
 
 def test_hf_dpt_expert_round_trips_through_a_simokit_checkpoint(tmp_path: Path) -> None:
-    hf = _hf_dpt("project", seed=1)
+    hf = hf_dpt_model("project", seed=1)
     hf.save_pretrained(tmp_path / "hf")
     (model,) = read_models(tmp_path / "hf")
     ck = load_checkpoint(save_imported(model, tmp_path / "expert.safetensors"))

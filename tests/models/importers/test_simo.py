@@ -20,6 +20,7 @@ from linear_reference import (
     source_features,
     tiny_backbone,
 )
+from onnx_check import assert_onnx_matches
 
 from simokit.errors import CheckpointError, ConfigError
 from simokit.models.importers import detect, import_model, known_formats, read_models, read_source
@@ -90,6 +91,7 @@ def test_simo_linear_decoders_match_the_source_formulas(
                 conv = "conv_seg" if model.task == "seg" else "conv_normal"
                 want = bn_conv_reference(feats, head, conv, cls, size)
                 torch.testing.assert_close(run_imported(model, x), want, rtol=1e-4, atol=1e-4)
+            assert_onnx_matches(model, x, want, tmp_path)
         assert_fold_exact(model)
         saved = run_saved(model, tmp_path / f"{model.task}.safetensors", x)
         torch.testing.assert_close(saved, want, rtol=1e-4, atol=1e-4)
@@ -107,7 +109,11 @@ def test_simo_refuses_bad_input_in_one_line(tmp_path: Path) -> None:
             {**base, "head_tasks": {**HEAD_TASKS, "segment_semantic": {"num_classes": 9}}},
             _decoders("linear", 1, True, g), CheckpointError, "num_classes=9",
         ),
-        ({**base, "head_archs": "dpt_small"}, _decoders("linear", 1, True, g), ConfigError, "'dpt_small'"),
+        ({**base, "head_archs": "upernet"}, _decoders("linear", 1, True, g), ConfigError, "'upernet'"),
+        (
+            {**base, "head_archs": "dpt_small"}, _decoders("linear", 1, True, g), CheckpointError,
+            "reads 4 blocks, but out_index is",
+        ),
         ({**base, "head_tasks": {"disp": {}}}, {}, ConfigError, "disp have no simokit task"),
         ({**base, "head_archs": "linear_bins"}, _decoders("linear", 1, True, g), CheckpointError, "not bins"),
     ]  # fmt: skip
