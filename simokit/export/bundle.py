@@ -38,7 +38,7 @@ def output_specs(model: MultiTaskModel, spec: ExportSpec) -> dict[str, dict[str,
     """dtype, shape (B = batch; H, W when the graph takes any size) and kind of every output.
 
     Frame IO: H, W are the frame's size ("input"), else the fixed output size; logits stay at the
-    model's size; labels are int32 (export.frame_io.label_dtype).
+    model's size; labels are uint8 up to 256 classes, else int32 (export.frame_io.label_dtype).
     """
     out: dict[str, dict[str, Any]] = {}
     model_hw: list[int | str] = ["H", "W"] if spec.dynamic_hw else [spec.height, spec.width]

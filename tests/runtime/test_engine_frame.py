@@ -11,6 +11,7 @@ from tiny_models import tiny_model
 
 from simokit.data import PALETTE
 from simokit.export.bundle import write_bundle
+from simokit.export.frame_io import label_dtype
 from simokit.export.onnx import ExportSpec
 from simokit.runtime import load
 from simokit.runtime.bundle import Channels, GraphIO, read_meta
@@ -43,7 +44,8 @@ def bundles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def test_meta_records_the_io_and_old_bundles_read_as_model_io(bundles: dict[str, Path]) -> None:
     meta = read_meta(bundles["frame"])
     assert meta.input.io is GraphIO.FRAME and meta.input.channels is Channels.BGR
-    assert meta.outputs["seg"] == {"dtype": "int32", "shape": ["B", "H", "W"], "kind": "labels"}
+    assert meta.outputs["seg"] == {"dtype": "uint8", "shape": ["B", "H", "W"], "kind": "labels"}
+    assert label_dtype(256) == "uint8" and label_dtype(257) == "int32"  # ids past 255 need int32
     assert meta.outputs["depth"]["shape"] == ["B", 1, "H", "W"]
     raw = json.loads((bundles["logits"] / "meta.json").read_text())
     del raw["input"]["io"], raw["input"]["channels"]  # a bundle written before frame IO
@@ -67,7 +69,7 @@ def test_frame_io_equals_the_numpy_path(bundles: dict[str, Path], size: tuple[in
     got = load(bundles["frame"], threads=1).infer(frames)
     labels = load(bundles["labels"], threads=1).infer(frames)
     today = load(bundles["logits"], threads=1).infer(frames)
-    assert got["seg"].shape == (2, *size) and got["seg"].dtype == np.int32
+    assert got["seg"].shape == (2, *size) and got["seg"].dtype == np.uint8
     assert (got["seg"] == labels["seg"]).mean() >= 0.999
     rel = np.abs(got["depth"] - today["depth"]) / np.maximum(np.abs(today["depth"]), 1.0)
     assert rel.max() <= TOLERANCE[size]
