@@ -140,3 +140,25 @@ def test_build_engine_refuses_frame_io_bundles_in_one_line(
     assert main(["build-engine", str(bundles["frame"])]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--io model" in err[0], err
+
+
+@pytest.mark.parametrize("kind", ["frame", "logits"])
+def test_reused_outputs_equal_fresh_ones_and_are_reallocated_only_for_a_new_size(
+    bundles: dict[str, Path], kind: str
+) -> None:
+    fresh, reused = load(bundles[kind], threads=1), load(bundles[kind], threads=1)
+    reused.reuse_outputs()  # type: ignore[attr-defined]
+    first = reused.infer(_frames(2, 56, 56, seed=1))
+    kept = {t: v.copy() for t, v in first.items()}
+    second = reused.infer(_frames(2, 56, 56, seed=2))
+    for task in TASKS:
+        assert np.shares_memory(first[task], second[task])  # the same arrays, written again
+        np.testing.assert_array_equal(second[task], fresh.infer(_frames(2, 56, 56, seed=2))[task])
+        assert not np.array_equal(kept[task], second[task])  # ...so a kept result must be copied
+    other = reused.infer(_frames(1, 70, 84, seed=3))
+    expected = fresh.infer(_frames(1, 70, 84, seed=3))
+    for task in TASKS:
+        assert not np.shares_memory(other[task], second[task])
+        np.testing.assert_array_equal(other[task], expected[task])
+    reused.reuse_outputs(False)  # type: ignore[attr-defined]
+    assert not np.shares_memory(reused.infer(_frames(1, 70, 84))["depth"], other["depth"])

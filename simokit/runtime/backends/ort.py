@@ -17,6 +17,7 @@ from simokit.runtime.bundle import GRAPH_FILES, HOW_TO_ADD, MODEL_FILE, BundleEr
 from simokit.runtime.capabilities import backend as backend_entry
 from simokit.runtime.engine import Engine
 from simokit.runtime.onnx_session import PREFERRED, session_for
+from simokit.runtime.output_buffers import OutputBuffers
 
 TRT_PROVIDER = "TensorrtExecutionProvider"
 TRT_CACHE_DIR = "ort-trt-cache"
@@ -57,8 +58,18 @@ class OrtEngine(Engine):
         names = [o.name for o in self.session.get_outputs()]
         if names != list(meta.tasks):
             raise BundleError(f"{root}: graph outputs {names} differ from meta.json tasks {list(meta.tasks)}")
+        self._buffers: OutputBuffers | None = None
+
+    def reuse_outputs(self, on: bool = True) -> None:
+        """Write outputs into arrays allocated once per frame size (ONNX Runtime IO binding).
+
+        Each infer() then overwrites the arrays the previous one returned: copy what you keep.
+        """
+        self._buffers = OutputBuffers(self.session, self.meta) if on else None
 
     def _run(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        if self._buffers is not None:
+            return self._buffers.run(x)
         outs = self.session.run(list(self.meta.tasks), {self.meta.input.name: x})
         return dict(zip(self.meta.tasks, outs, strict=True))
 
