@@ -104,8 +104,12 @@ def check_frames(frames: list[np.ndarray], hw: tuple[int, int], where: str) -> t
     return int(first[0]), int(first[1])
 
 
-def to_model_size(frame: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
-    """One frame scaled to cover (h, w) with its aspect kept, then centre-cropped (RESIZE_RULE)."""
+def to_model_size(frame: np.ndarray, hw: tuple[int, int], nearest: bool = False) -> np.ndarray:
+    """One frame scaled to cover (h, w) with its aspect kept, then centre-cropped (RESIZE_RULE).
+
+    `nearest` resamples a label map the same way (class ids, depth with holes, normals) instead of
+    averaging, so the targets stay aligned with the image they label.
+    """
     import cv2
 
     h, w = hw
@@ -113,7 +117,8 @@ def to_model_size(frame: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
     scale = max(h / fh, w / fw)
     sh, sw = max(h, round(fh * scale)), max(w, round(fw * scale))
     if (sh, sw) != (fh, fw):
-        frame = cv2.resize(frame, (sw, sh), interpolation=cv2.INTER_AREA)
+        mode = cv2.INTER_NEAREST if nearest else cv2.INTER_AREA
+        frame = cv2.resize(frame, (sw, sh), interpolation=mode)
     top, left = (sh - h) // 2, (sw - w) // 2
     return np.ascontiguousarray(frame[top : top + h, left : left + w])
 

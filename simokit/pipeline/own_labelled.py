@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+
 from simokit.calib.frames import nyuv2_split
 from simokit.data import SceneArrays
 from simokit.errors import DataError
@@ -17,6 +19,7 @@ from simokit.merge.api import merge_state_dicts
 from simokit.merge.features import Collector, head_parts, image_batches
 from simokit.merge.inputs import Inputs
 from simokit.models import MultiTaskModel
+from simokit.pipeline.own_frames import to_model_size
 from simokit.pipeline.study_result import Row, StudyResult
 from simokit.realign.base import ExpertTargets, RealignSettings, realigned_model
 from simokit.realign.registry import get_realigner
@@ -29,10 +32,18 @@ def _split(root: Path, split: str, size: tuple[int, int], where: str) -> SceneAr
     from simokit.data.folders import NYUv2Folder
 
     arrays = NYUv2Folder(root, split).to_arrays()
-    if tuple(arrays.image.shape[1:3]) != size:
-        h, w = arrays.image.shape[1:3]
-        raise DataError(f"--val {where}: images are {h}x{w}, the model input is {size[0]}x{size[1]}")
-    return arrays
+    h, w = arrays.image.shape[1:3]
+    if tuple((h, w)) == size:
+        return arrays
+    if h < size[0] or w < size[1]:
+        raise DataError(
+            f"--val {where}: images are {h}x{w}, smaller than the model input {size[0]}x{size[1]}"
+        )
+    # the frames' rule: scale to cover, centre-crop; labels nearest so they stay on their pixels
+    fields = {"image": np.stack([to_model_size(im, size) for im in arrays.image])}
+    for task in arrays.tasks:
+        fields[task] = np.stack([to_model_size(t, size, nearest=True) for t in getattr(arrays, task)])
+    return SceneArrays(domain=arrays.domain, **fields)
 
 
 def labelled_splits(folder: str, size: tuple[int, int]) -> tuple[SceneArrays | None, SceneArrays | None]:

@@ -111,3 +111,28 @@ def test_a_camera_gives_its_first_n_frames(monkeypatch: pytest.MonkeyPatch) -> N
     expected = np.stack([to_model_size(f[..., ::-1], (42, 56)) for f in bgr[:4]])
     np.testing.assert_array_equal(got.fit.image, expected[0::2])
     assert got.description == "camera 0 (first 4 frames)"
+
+
+def test_labelled_val_folder_is_brought_to_the_model_size_like_the_frames(tmp_path: Path) -> None:
+    from own_helpers import write_nyu
+
+    from simokit.data.folders import NYUv2Folder
+    from simokit.pipeline.own_frames import to_model_size
+    from simokit.pipeline.own_labelled import labelled_splits
+
+    root = write_nyu(tmp_path / "nyu", 60, 84)
+    select, report = labelled_splits(str(root), (42, 56))
+    assert select is not None and report is not None
+    original = NYUv2Folder(root, "test").to_arrays()
+    assert report.image.shape == (4, 42, 56, 3) and report.seg.shape == (4, 42, 56)  # type: ignore[union-attr]
+    np.testing.assert_array_equal(report.image[0], to_model_size(original.image[0], (42, 56)))
+    # labels resampled by nearest: every value is one the source had at the matching place
+    scale = max(42 / 60, 56 / 84)
+    sh, sw = round(60 * scale), round(84 * scale)
+    top, left = (sh - 42) // 2, (sw - 56) // 2
+    rows = np.floor((np.arange(42) + top) * 60 / sh).astype(int)
+    cols = np.floor((np.arange(56) + left) * 84 / sw).astype(int)
+    np.testing.assert_array_equal(report.seg[1], original.seg[1][np.ix_(rows, cols)])  # type: ignore[index]
+    np.testing.assert_array_equal(report.depth[1], original.depth[1][np.ix_(rows, cols)])  # type: ignore[index]
+    with pytest.raises(DataError, match=r"images are 60x84, smaller than the model input 70x70"):
+        labelled_splits(str(root), (70, 70))
