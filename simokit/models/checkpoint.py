@@ -128,6 +128,21 @@ def is_simokit_checkpoint(path: Path) -> bool:
         return False
 
 
+def read_checkpoint_meta(path: str | Path) -> CheckpointMeta:
+    """A simokit checkpoint's metadata from the file's header alone (no tensor is read)."""
+    from safetensors import safe_open
+
+    p = Path(path)
+    try:
+        with safe_open(str(p), framework="pt") as f:
+            raw_meta = (f.metadata() or {}).get(META_KEY)
+    except Exception as exc:  # safetensors raises several private error types for damaged files
+        raise CheckpointError(f"{p}: not a readable safetensors file ({type(exc).__name__}: {exc})") from None
+    if raw_meta is None:
+        raise CheckpointError(f"{p}: no simokit metadata; write it with `simokit train` or load it as a base")
+    return CheckpointMeta.from_json(raw_meta, str(p))
+
+
 def load_checkpoint(path: str | Path) -> Checkpoint:
     """Read a simokit checkpoint; missing, corrupt or foreign files raise CheckpointError naming the file."""
     from safetensors import safe_open
@@ -135,15 +150,12 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     p = Path(path)
     if not p.is_file():
         raise CheckpointError(f"checkpoint not found: {p}")
+    meta = read_checkpoint_meta(p)
     try:
         with safe_open(str(p), framework="pt") as f:
-            raw_meta = (f.metadata() or {}).get(META_KEY)
             tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open has no __iter__
     except Exception as exc:  # safetensors raises several private error types for damaged files
         raise CheckpointError(f"{p}: not a readable safetensors file ({type(exc).__name__}: {exc})") from None
-    if raw_meta is None:
-        raise CheckpointError(f"{p}: no simokit metadata; write it with `simokit train` or load it as a base")
-    meta = CheckpointMeta.from_json(raw_meta, str(p))
     encoder = {k[len("encoder.") :]: v for k, v in tensors.items() if k.startswith("encoder.")}
     heads: dict[str, dict[str, Tensor]] = {t: {} for t in meta.heads}
     for key, value in tensors.items():

@@ -20,8 +20,8 @@ from simokit.data import SceneArrays
 from simokit.errors import CheckpointError, ConfigError
 from simokit.merge.inputs import Inputs, load_inputs
 from simokit.merge.learned.coefficients import AdaMergingParams
-from simokit.models.checkpoint import Checkpoint
-from simokit.models.importers import load_any
+from simokit.models.checkpoint import Checkpoint, CheckpointMeta
+from simokit.models.importers import load_meta
 from simokit.pipeline.agreement import pseudo_targets
 from simokit.pipeline.feature_store import FeatureStore
 from simokit.pipeline.merging import file_sha256
@@ -55,11 +55,11 @@ class OwnStudy:
 def chosen_experts(paths: list[Path], tasks: tuple[str, ...]) -> list[Path]:
     """The experts of `tasks` (all when empty), in the given order; refuses unknown tasks, missing files."""
     for p in paths:
-        if not p.is_file():
+        if not p.exists():  # a file, or a Hugging Face folder
             raise CheckpointError(f"checkpoint {p} not found")
     if not tasks:
         return paths
-    by_task = {load_any(p).meta.tasks[0]: p for p in paths}
+    by_task = {load_meta(p).tasks[0]: p for p in paths}
     unknown = [t for t in tasks if t not in by_task]
     if unknown:
         raise ConfigError(
@@ -68,11 +68,11 @@ def chosen_experts(paths: list[Path], tasks: tuple[str, ...]) -> list[Path]:
     return [p for p in paths if p in {by_task[t] for t in tasks}]
 
 
-def model_size(own_size: tuple[int, int] | None, base: Checkpoint) -> tuple[int, int]:
+def model_size(own_size: tuple[int, int] | None, base: CheckpointMeta) -> tuple[int, int]:
     """The input (height, width): the recipe's, else the base checkpoint's."""
     if own_size is not None:
         return own_size
-    h, w = base.meta.input_size
+    h, w = base.input_size
     return int(h), int(w)
 
 
@@ -96,10 +96,10 @@ def own_study(cfg: PipelineConfig, progress: bool = True) -> OwnStudy:
     own = cfg.own
     base = Path(own.base).expanduser()
     experts = chosen_experts([Path(p).expanduser() for p in own.experts], own.tasks)
-    if not base.is_file():
+    if not base.exists():
         raise CheckpointError(f"checkpoint {base} not found")
     inputs, checkpoints = load_inputs(base, list(experts))
-    size = model_size(own.hw, checkpoints[0])
+    size = model_size(own.hw, checkpoints[0].meta)
     frames = load_frame_set(own.calib, own.calib_frames, size, own.topic, progress)
     val, labelled = labelled_splits(own.val, size)
     if cfg.merge.select == "eval" and val is None:
@@ -124,10 +124,10 @@ def own_study(cfg: PipelineConfig, progress: bool = True) -> OwnStudy:
 
 def own_size(cfg: PipelineConfig) -> tuple[int, int]:
     """The model input (height, width) a study on the user's material runs at, before running it."""
-    return model_size(cfg.own.hw, load_any(Path(cfg.own.base).expanduser()))
+    return model_size(cfg.own.hw, load_meta(Path(cfg.own.base).expanduser()))
 
 
 def own_tasks(cfg: PipelineConfig) -> tuple[str, ...]:
     """The tasks of the chosen experts, in the order the merged model's heads come in."""
     paths = chosen_experts([Path(p).expanduser() for p in cfg.own.experts], cfg.own.tasks)
-    return tuple(load_any(p).meta.tasks[0] for p in paths)
+    return tuple(load_meta(p).tasks[0] for p in paths)

@@ -13,6 +13,7 @@ from simokit.models.importers.lookup import (
     import_model,
     known_formats,
     load_any,
+    load_meta,
     read_base,
     read_models,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "import_model",
     "known_formats",
     "load_any",
+    "load_meta",
     "read_base",
     "read_models",
     "read_source",

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from pathlib import Path
 
 from simokit.errors import CheckpointError, ConfigError
-from simokit.models.checkpoint import Checkpoint, is_simokit_checkpoint, load_checkpoint
+from simokit.models.checkpoint import (
+    Checkpoint,
+    CheckpointMeta,
+    is_simokit_checkpoint,
+    load_checkpoint,
+    read_checkpoint_meta,
+)
 from simokit.models.importers.model import ImportedModel
 from simokit.models.importers.registry import IMPORTERS, Importer
 from simokit.models.importers.source import Source, read_source
@@ -133,3 +140,29 @@ def load_any(path: str | Path, task: str | None = None, fmt: str | None = None) 
     meta = imported_meta(model)
     heads = {model.task: model.head_state} if meta.heads and model.task else {}
     return Checkpoint(path, meta, model.encoder, heads)
+
+
+def _stamp(path: Path) -> tuple[tuple[str, int, int], ...]:
+    """Names, sizes and modification times of a file or a folder's files: what identifies its content."""
+    files = sorted(f for f in path.rglob("*") if f.is_file()) if path.is_dir() else [path]
+    return tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
+
+
+@functools.lru_cache(maxsize=64)
+def _imported_meta(path: str, stamp: tuple[tuple[str, int, int], ...]) -> CheckpointMeta:
+    # `stamp` is part of the key only: a file changed on disk is imported again
+    return imported_meta(import_model(path))
+
+
+def load_meta(path: str | Path) -> CheckpointMeta:
+    """What a checkpoint holds (kind, tasks, encoder, input size) without keeping its tensors.
+
+    A simokit checkpoint's header is read alone; another format is imported once per process and
+    file version, so asking for the tasks and size before a merge does not read every file again.
+    """
+    path = Path(path)
+    if is_simokit_checkpoint(path):
+        return read_checkpoint_meta(path)
+    if not path.exists():
+        raise CheckpointError(f"{path} does not exist; check the path")
+    return _imported_meta(str(path.resolve()), _stamp(path))

@@ -107,3 +107,25 @@ def test_merge_inputs_accept_an_imported_base_beside_simokit_experts(tmp_path: P
     assert loaded[0].meta.extra["import"]["format"] == "dinov2"
     assert set(inputs.tasks) == {"seg", "depth", "normal"}
     torch.testing.assert_close(inputs.base_state["blocks.0.norm1.weight"], base["blocks.0.norm1.weight"])
+
+
+def test_load_meta_reads_headers_and_imports_a_foreign_file_once_per_version(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from simokit.models.importers import load_meta, lookup
+
+    encoder = build_encoder("vitnano14", embed_dim=64, num_heads=1).state_dict()
+    torch.save(encoder, tmp_path / "base.pth")
+    calls: list[str] = []
+    real = lookup.import_model
+    monkeypatch.setattr(lookup, "import_model", lambda p, *a: calls.append(str(p)) or real(p, *a))
+    first = load_meta(tmp_path / "base.pth")
+    assert first.kind == "base" and first.encoder["embed_dim"] == 64
+    assert load_meta(tmp_path / "base.pth") == first and len(calls) == 1  # the same file: not again
+    torch.save({k: v + 1 for k, v in encoder.items()}, tmp_path / "base.pth")
+    load_meta(tmp_path / "base.pth")
+    assert len(calls) == 2  # changed on disk: imported again
+    saved = save_imported(import_model(tmp_path / "base.pth"), tmp_path / "base.safetensors")
+    assert load_meta(saved) == load_checkpoint(saved).meta and len(calls) == 2  # header only
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_meta(tmp_path / "nothing.pth")
