@@ -169,24 +169,31 @@ class DinoVisionTransformer(nn.Module):
 
         One pass serves heads that read the same block with and without the final LayerNorm.
         """
-        wanted = self.resolve_block_indices(sorted({b for b, _ in sites}))
-        tokens = self.prepare_tokens(x)
-        taken: dict[int, Tensor] = {}
-        for index, block in enumerate(self.blocks[: max(wanted) + 1]):
-            tokens = block(tokens)
-            if index in wanted:
-                taken[index] = tokens
-        B = x.shape[0]
-        grid_h, grid_w = x.shape[2] // self.patch_size, x.shape[3] // self.patch_size
+        taken = self._block_outputs(x, self.resolve_block_indices(sorted({b for b, _ in sites})))
         out: dict[tuple[int, bool], tuple[Tensor, Tensor]] = {}
         for index, normed in sites:
             out_tokens = taken[int(index) % self.depth]
             if normed:
                 out_tokens = self.norm(out_tokens)
-            patch = out_tokens[:, 1 + self.num_register_tokens :]
-            patch = patch.reshape(B, grid_h, grid_w, -1).permute(0, 3, 1, 2).contiguous()
+            patch = self._patch_map(out_tokens[:, 1 + self.num_register_tokens :], x)
             out[(index, normed)] = (patch, out_tokens[:, 0])
         return out
+
+    def _block_outputs(self, x: Tensor, wanted: list[int]) -> dict[int, Tensor]:
+        """Tokens after each block in `wanted` (non-negative indices): (B, 3, H, W) -> {block: (B, T, D)}."""
+        tokens = self.prepare_tokens(x)
+        taken: dict[int, Tensor] = {}
+        # blocks after the deepest requested one cannot change any output, so they are skipped
+        for index, block in enumerate(self.blocks[: max(wanted) + 1]):
+            tokens = block(tokens)
+            if index in wanted:
+                taken[index] = tokens
+        return taken
+
+    def _patch_map(self, patches: Tensor, x: Tensor) -> Tensor:
+        """Patch tokens (B, N, D) of image `x` as a map (B, D, H/p, W/p)."""
+        grid_h, grid_w = x.shape[2] // self.patch_size, x.shape[3] // self.patch_size
+        return patches.reshape(x.shape[0], grid_h, grid_w, -1).permute(0, 3, 1, 2).contiguous()
 
     def get_intermediate_layers(
         self,
@@ -202,23 +209,14 @@ class DinoVisionTransformer(nn.Module):
         entry is a (patches, cls (B, D)) pair. Register tokens are dropped.
         """
         wanted = self.resolve_block_indices(n)
-        tokens = self.prepare_tokens(x)
-        taken: dict[int, Tensor] = {}
-        last = max(wanted)
-        # blocks after the deepest requested one cannot change any output, so they are skipped
-        for index, block in enumerate(self.blocks[: last + 1]):
-            tokens = block(tokens)
-            if index in wanted:
-                taken[index] = tokens
+        taken = self._block_outputs(x, wanted)
         outputs = [taken[i] for i in wanted]
         if norm:
             outputs = [self.norm(out) for out in outputs]
         class_tokens = [out[:, 0] for out in outputs]
         patches = [out[:, 1 + self.num_register_tokens :] for out in outputs]
         if reshape:
-            B = x.shape[0]
-            grid_h, grid_w = x.shape[2] // self.patch_size, x.shape[3] // self.patch_size
-            patches = [p.reshape(B, grid_h, grid_w, -1).permute(0, 3, 1, 2).contiguous() for p in patches]
+            patches = [self._patch_map(p, x) for p in patches]
         if return_class_token:
             return tuple(zip(patches, class_tokens, strict=True))
         return tuple(patches)
