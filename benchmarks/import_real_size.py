@@ -120,12 +120,7 @@ def step_realign(folder: Path, images: int) -> dict[str, Any]:
     experts = {t: load_checkpoint(folder / f"{t}.safetensors") for t in TASKS}
     encoders = {t: encoder_from_checkpoint(ck) for t, ck in experts.items()}
     heads = {t: heads_from_checkpoint(ck, encoders[t].embed_dim)[t] for t, ck in experts.items()}
-    merged = encoder_from_checkpoint(load_checkpoint(folder / "base.safetensors"))
-    from safetensors.torch import load_file
-
-    merged.load_state_dict(
-        {k[len("encoder.") :]: v for k, v in load_file(folder / "merged_encoder.safetensors").items()}
-    )
+    merged = _merged_encoder(folder)
     rng = np.random.default_rng(0)
     data = SceneArrays(
         image=rng.integers(0, 256, (images, SIZE, SIZE, 3), dtype=np.uint8), domain=np.zeros(images, np.uint8)
@@ -138,19 +133,28 @@ def step_realign(folder: Path, images: int) -> dict[str, Any]:
     return {"seconds": seconds, "images": images, "stats": result.stats}
 
 
+def _merged_encoder(folder: Path) -> Any:
+    """The streaming merge's encoder, built from the base's recorded architecture (no weights read twice)."""
+    from safetensors.torch import load_file
+
+    from simokit.models.checkpoint import read_checkpoint_meta
+    from simokit.models.vit import VitConfig, build_encoder
+
+    encoder = build_encoder(VitConfig.from_dict(read_checkpoint_meta(folder / "base.safetensors").encoder))
+    merged = load_file(folder / "merged_encoder.safetensors")
+    encoder.load_state_dict({k[len("encoder.") :]: v for k, v in merged.items()})
+    return encoder.eval()
+
+
 def _models(folder: Path) -> tuple[Any, dict[str, Any]]:
     """The merged three-head model (folded heads) and each expert alone."""
     import torch
-    from safetensors.torch import load_file
 
     from simokit.models import MultiTaskModel
     from simokit.models.checkpoint import load_checkpoint, model_from_checkpoint
 
     experts = {t: model_from_checkpoint(load_checkpoint(folder / f"{t}.safetensors")) for t in TASKS}
-    merged_encoder = model_from_checkpoint(load_checkpoint(folder / "seg.safetensors")).encoder
-    merged_encoder.load_state_dict(
-        {k[len("encoder.") :]: v for k, v in load_file(folder / "merged_encoder.safetensors").items()}
-    )
+    merged_encoder = _merged_encoder(folder)
     heads = {t: experts[t].heads[t] for t in TASKS}
     folded = torch.load(folder / "folded_heads.pt", weights_only=True)
     for t, head in heads.items():
@@ -175,7 +179,7 @@ def step_export(folder: Path) -> dict[str, Any]:
     return {"seconds": seconds, "onnx_mib": sizes}
 
 
-def _latency(path: Path, runs: int) -> tuple[float, Any]:
+def _latency(path: Path, runs: int) -> float:
     import numpy as np
 
     from simokit.runtime.onnx_session import session_for
@@ -190,13 +194,13 @@ def _latency(path: Path, runs: int) -> tuple[float, Any]:
         t0 = time.perf_counter()
         sess.run(None, feed)
         times.append(time.perf_counter() - t0)
-    return float(np.median(times)) * 1000, sess
+    return float(np.median(times)) * 1000
 
 
 def step_profile(folder: Path, runs: int) -> dict[str, Any]:
     """Batch-1 latency of the merged graph and of each expert graph; the merged graph's time per head."""
-    merged_ms, _ = _latency(folder / "merged.onnx", runs)
-    experts_ms = {t: _latency(folder / f"expert_{t}.onnx", runs)[0] for t in TASKS}
+    merged_ms = _latency(folder / "merged.onnx", runs)
+    experts_ms = {t: _latency(folder / f"expert_{t}.onnx", runs) for t in TASKS}
     return {
         "merged_ms": merged_ms,
         "experts_ms": experts_ms,
