@@ -15,17 +15,13 @@ from torch import Tensor
 from simokit.errors import CheckpointError, ConfigError
 from simokit.models.checkpoint import state_hash
 from simokit.models.heads import HeadConfig
+from simokit.models.importers.dinov2_eval import DEPTH_RANGES, FOUR_BLOCKS, OFFICIAL_DEPTH
 from simokit.models.importers.formats.dpt_layout import mmcv_dpt_head
 from simokit.models.importers.infer import variant_name
 from simokit.models.importers.model import ImportedModel
 from simokit.models.importers.registry import register
 from simokit.models.importers.source import Source
 
-# the depth range each official head was trained for: (min, max) metres; the depther clamps to it
-DEPTH_RANGES = {"nyu": (0.001, 10.0), "kitti": (0.001, 80.0)}
-# blocks the official depthers read, by encoder width (ViT-S, B, L, g) and, for the importer, by depth
-OFFICIAL_LAYERS = {384: (2, 5, 8, 11), 768: (2, 5, 8, 11), 1024: (4, 11, 17, 23), 1536: (9, 19, 29, 39)}
-LAYERS_BY_DEPTH = {12: (2, 5, 8, 11), 24: (4, 11, 17, 23), 40: (9, 19, 29, 39)}
 _PROBE = "reassemble_blocks.projects.0.conv.weight"
 _PREFIXES = ("state_dict.decode_head.", "decode_head.")
 _FILE_NAME = re.compile(r"^(dinov2_vit[sblg]14(?:_reg4)?)_(nyu|kitti)_dpt_head")
@@ -55,9 +51,9 @@ def dinov2_dpt_head(
     if dim != arch_dim:
         raise CheckpointError(f"DINOv2 DPT head reads {dim}-wide features but the encoder is {arch_dim} wide")
     if layers is None:
-        if arch_dim not in OFFICIAL_LAYERS:
+        if arch_dim not in OFFICIAL_DEPTH:
             raise ConfigError(f"no official DPT block indices for a {arch_dim}-wide encoder; give layers")
-        layers = OFFICIAL_LAYERS[arch_dim]
+        layers = FOUR_BLOCKS[OFFICIAL_DEPTH[arch_dim]]
     low, high = DEPTH_RANGES[dataset]
     options = {"min_depth": low, "max_depth": high}
     return mmcv_dpt_head(decoder, layers, "project", options, "DINOv2 DPT head")
@@ -97,12 +93,12 @@ class OfficialDPTHead:
                 "was trained on (--backbone dinov2_vits14_pretrain.pth) or put it next to the head file"
             )
         backbone_path = base.details.get("path", "the backbone")
-        if base.vit.depth not in LAYERS_BY_DEPTH:
+        if base.vit.depth not in FOUR_BLOCKS:
             raise ConfigError(
                 f"{backbone_path}: a {base.vit.depth}-block encoder is no official DINOv2 arch; "
-                f"the DPT heads read blocks of {', '.join(map(str, LAYERS_BY_DEPTH))}-block encoders"
+                f"the DPT heads read blocks of {', '.join(map(str, FOUR_BLOCKS))}-block encoders"
             )
-        layers = LAYERS_BY_DEPTH[base.vit.depth]
+        layers = FOUR_BLOCKS[base.vit.depth]
         head, head_state = dinov2_dpt_head(source.tensors, base.vit.embed_dim, dataset, layers)
         low, high = DEPTH_RANGES[dataset]
         details = {

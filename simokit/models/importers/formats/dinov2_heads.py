@@ -19,6 +19,7 @@ from torch import Tensor
 from simokit.errors import CheckpointError, ConfigError
 from simokit.models.checkpoint import state_hash
 from simokit.models.heads import HeadConfig
+from simokit.models.importers.dinov2_eval import DEPTH_RANGES, FOUR_BLOCKS
 from simokit.models.importers.formats.dinov2_linear import (
     bn_conv_head,
     check_blocks,
@@ -32,10 +33,7 @@ from simokit.models.importers.source import Source
 
 _PREFIX = "state_dict.decode_head."
 _NAME = re.compile(r"_(nyu|kitti|ade20k|voc2012)_(linear4|linear|ms|dpt)_head")
-DEPTH_RANGES = {"nyu": (0.001, 10.0), "kitti": (0.001, 80.0)}
 SEG_CLASSES = {"ade20k": 150, "voc2012": 21}
-# blocks the four-block heads read, by encoder depth (ViT-S/B, ViT-L, ViT-g), as the hub lists them
-FOUR_BLOCKS = {12: (2, 5, 8, 11), 24: (4, 11, 17, 23), 40: (9, 19, 29, 39)}
 _DPT_PARTS = ("reassemble_blocks.", "convs.", "fusion_blocks.", "project.")
 
 
