@@ -9,14 +9,19 @@ a new input, uint8 (B, H, W, 3) in the camera's channel order at any H and W, an
   linearly (half-pixel centres, as OpenCV's INTER_LINEAR), unit vectors are renormalised after.
 
 The output size is the frame's ("input"), the model's ("model") or a fixed "HxW". Logits, when
-asked for, stay at model size. Every op added here is FP32, FP64 or integer, so an FP16 model-size
-graph wrapped by it keeps its pre- and post-processing in FP32.
+asked for, stay at model size. Every op added here is FP32 or integer (FP64 only in the label
+upsampling's index vectors), so an FP16 model-size graph wrapped by it keeps its pre- and
+post-processing in FP32, and uint8 appears only at the graph's input and label outputs, the one
+place TensorRT takes it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import numpy as np
 import onnx
-from onnx import ModelProto, TensorProto, ValueInfoProto
+from onnx import ModelProto, NodeProto, TensorProto, ValueInfoProto
 from onnx import helper as oh
 
 from simokit.errors import ConfigError
@@ -62,11 +67,12 @@ def wrap_frame_io(
     inner = f"{inp.name}/model_size"
     for node in graph.node:
         node.input[:] = [inner if n == inp.name else n for n in node.input]
-    resized = area_resize_nodes(b, frame, size)
+    resized = area_resize_nodes(b, frame, size)  # float32 grey levels: uint8 stays at the graph's edge
     if bgr:  # the flip runs on the model-size image, a few hundred kB, not on the frame
         b.op("Gather", [resized, b.const_i64([2, 1, 0])], inner, axis=3)
     else:
         b.op("Identity", [resized], inner)
+    _accept_float_input(graph.node, inner)
     pre = list(b.nodes)
     b.nodes.clear()
     target = _target_size(b, frame, output_size, size)
@@ -108,8 +114,9 @@ def _post(
     hw = ["batch", "out_height", "out_width"] if target is not None else ["batch", "model_h", "model_w"]
     if kind is OutputKind.LABELS:
         dtype = LABEL_DTYPES[label_dtype(classes)]
-        labels = b.op("Cast", [b.op("ArgMax", [raw], axis=1, keepdims=0)], to=dtype)
-        _nearest(b, labels, target, task)
+        # gathered as int32 and narrowed last: TensorRT takes uint8 only at the graph's edges
+        labels = b.op("Cast", [b.op("ArgMax", [raw], axis=1, keepdims=0)], to=TensorProto.INT32)
+        b.op("Cast", [_nearest(b, labels, target)], task, to=dtype)
         return oh.make_tensor_value_info(task, dtype, hw)
     rule = resize_rule(task)
     channels = get_task(task).out_channels
@@ -118,43 +125,77 @@ def _post(
         b.op("Identity", [raw], task)
         return oh.make_tensor_value_info(task, TensorProto.FLOAT, ["batch", channels, "model_h", "model_w"])
     if rule is Resize.LINEAR_UNIT and target is not None:
-        up = _resize(b, raw, target, None, Resize.LINEAR, axes=[2, 3])
-        norm = b.op("ReduceL2", [up, b.const_i64([1])], keepdims=1)
-        b.op("Div", [up, b.op("Max", [norm, b.const_f32(1e-6)])], task)
+        up = _resize(b, raw, target, None)
+        b.op("Div", [up, b.op("Max", [_channel_norm(b, up, channels), b.const_f32(1e-6)])], task)
     else:
-        _resize(b, raw, target, task, rule, axes=[2, 3])
+        _resize(b, raw, target, task)
     return oh.make_tensor_value_info(task, TensorProto.FLOAT, shape)
 
 
-def _resize(
-    b: NodeBuilder, x: str, target: str | None, out: str | None, rule: Resize, axes: list[int]
-) -> str:
-    """Resize H and W of `x` to `target` as the runtime's OpenCV path does (or pass it through)."""
-    if target is None:
-        return b.op("Identity", [x], out)
-    # OpenCV INTER_LINEAR: half-pixel centres, clamped at the border, no antialiasing
-    attrs = {"mode": "linear", "coordinate_transformation_mode": "half_pixel"}
-    return b.op("Resize", [x, "", "", target], out, axes=axes, **attrs)
+def _channel_norm(b: NodeBuilder, x: str, channels: int) -> str:
+    """(B, C, H, W) -> (B, 1, H, W) Euclidean norm over C.
+
+    The sum of squares is a (1, C) x (C, H*W) MatMul: ONNX Runtime's ReduceL2 over the channel
+    axis of a 720p map takes ~4 ms on two cores, the MatMul ~0.5 ms.
+    """
+    shape = b.op("Shape", [x])
+    flat = b.op("Reshape", [b.op("Mul", [x, x]), b.const_i64([0, channels, -1])])
+    total = b.op("MatMul", [b.const(np.ones((1, channels), np.float32)), flat])
+    spatial = b.op("Slice", [shape, b.const_i64([2]), b.const_i64([4])])
+    out_shape = b.op("Concat", [b.const_i64([0, 1]), spatial], axis=0)  # 0: the batch as it is
+    return b.op("Sqrt", [b.op("Reshape", [total, out_shape])])
 
 
-def _nearest(b: NodeBuilder, labels: str, target: str | None, out: str) -> str:
-    """(B, h, w) labels -> (B, H, W) by OpenCV's INTER_NEAREST rule, source = floor(dst * (1 / (H / h))).
+def _resize(b: NodeBuilder, x: str, target: str | None, out: str | None) -> str:
+    """Resize H and W of (B, C, h, w) `x` to `target` as the runtime's OpenCV path does (or pass it through).
 
-    Written as two Gathers with the indices computed in float64 as OpenCV does: ONNX Resize divides
-    by a float32 scale instead, which picks the neighbouring row at exact multiples (0.3% of pixels
-    at 56 -> 100).
+    The sizes are given for all four axes: TensorRT's Resize takes `axes` only as the full iota.
     """
     if target is None:
-        return b.op("Identity", [labels], out)
+        return b.op("Identity", [x], out)
+    lead = b.op("Slice", [b.op("Shape", [x]), b.const_i64([0]), b.const_i64([2])])
+    sizes = b.op("Concat", [lead, target], axis=0)
+    # OpenCV INTER_LINEAR: half-pixel centres, clamped at the border, no antialiasing
+    attrs = {"mode": "linear", "coordinate_transformation_mode": "half_pixel"}
+    return b.op("Resize", [x, "", "", sizes], out, **attrs)
+
+
+def _nearest(b: NodeBuilder, labels: str, target: str | None) -> str:
+    """(B, h, w) labels -> (B, H, W) by OpenCV's INTER_NEAREST rule, source = floor(dst * (1 / (H / h))).
+
+    Written as Gathers with the indices computed in float64 as OpenCV does: ONNX Resize divides by
+    a float32 scale instead, which picks the neighbouring row at exact multiples (0.3% of pixels at
+    56 -> 100). TensorRT casts this float64 down to float32, with that same effect. Both Gathers
+    take whole rows (columns after a transpose of the model-size map): ONNX Runtime copies rows
+    ~6x faster than it gathers single elements.
+    """
+    if target is None:
+        return labels
     shape = b.op("Shape", [labels])
-    x = labels
-    for axis in (1, 2):
-        dst = b.op("Gather", [target, b.const_i64(axis - 1)], axis=0)
-        src = b.op("Cast", [b.op("Gather", [shape, b.const_i64(axis)], axis=0)], to=TensorProto.DOUBLE)
-        steps = b.op("Cast", [b.op("Range", [b.const_i64(0), dst, b.const_i64(1)])], to=TensorProto.DOUBLE)
-        # Reciprocal, not Div(1, r): ONNX Runtime fuses Div(1, r) -> Mul into one Div, which rounds
-        # differently from OpenCV's x * (1 / r) at exact multiples
-        inv = b.op("Reciprocal", [b.op("Div", [b.op("Cast", [dst], to=TensorProto.DOUBLE), src])])
-        index = b.op("Cast", [b.op("Floor", [b.op("Mul", [steps, inv])])], to=TensorProto.INT64)
-        x = b.op("Gather", [x, index], out if axis == 2 else None, axis=axis)
-    return x
+    cols = b.op(
+        "Gather", [b.op("Transpose", [labels], perm=[0, 2, 1]), _nearest_index(b, target, shape, 2)], axis=1
+    )
+    rows = b.op("Transpose", [cols], perm=[0, 2, 1])  # (B, h, W)
+    return b.op("Gather", [rows, _nearest_index(b, target, shape, 1)], axis=1)
+
+
+def _nearest_index(b: NodeBuilder, target: str, shape: str, axis: int) -> str:
+    """Source index per output position along `axis` (1: rows, 2: columns), as OpenCV computes it."""
+    dst = b.op("Gather", [target, b.const_i64(axis - 1)], axis=0)
+    src = b.op("Cast", [b.op("Gather", [shape, b.const_i64(axis)], axis=0)], to=TensorProto.DOUBLE)
+    steps = b.op("Cast", [b.op("Range", [b.const_i64(0), dst, b.const_i64(1)])], to=TensorProto.DOUBLE)
+    # Reciprocal, not Div(1, r): ONNX Runtime fuses Div(1, r) -> Mul into one Div, which rounds
+    # differently from OpenCV's x * (1 / r) at exact multiples
+    inv = b.op("Reciprocal", [b.op("Div", [b.op("Cast", [dst], to=TensorProto.DOUBLE), src])])
+    return b.op("Cast", [b.op("Floor", [b.op("Mul", [steps, inv])])], to=TensorProto.INT64)
+
+
+def _accept_float_input(nodes: Sequence[NodeProto], name: str) -> None:
+    """Check the model-size graph only casts its uint8 input, so the resized float32 image can feed it.
+
+    The export's input adapter starts with Cast(image -> float32); a float32 image through it is the
+    same values, without the uint8 tensor TensorRT would refuse inside the graph.
+    """
+    for node in nodes:
+        if name in node.input and node.op_type not in ("Cast", "Shape"):
+            raise ConfigError(f"frame IO: the model-size graph's input feeds a {node.op_type}, not a Cast")
