@@ -1,15 +1,16 @@
 """End-to-end `engine.infer(frame)` against the graph's own time, model-size IO vs frame IO.
 
 For a demo-like bundle (vitmicro14 at 112 px) and ViT-S/14 at 224 px, both with random weights and
-linear seg/depth/normal heads, this builds two bundles per model: model-size IO (today's graph:
-the numpy/OpenCV path resizes the frame and every output plane) and frame IO (resizing, argmax and
-upsampling inside the graph). It reports, ONNX Runtime CPU, batch 1, --threads threads:
+linear seg/depth/normal heads, this builds three bundles per model: model-size IO (the numpy/OpenCV
+path resizes the frame and every output plane), frame IO (resizing, argmax and upsampling inside
+the graph) and frame IO with outputs left at the model's size. It reports, ONNX Runtime CPU,
+batch 1, --threads threads, every configuration measured in interleaved rounds (medians):
 
-- graph: the model-size graph alone on a model-size uint8 input, ms (median);
+- graph: the model-size graph alone on a model-size uint8 input, ms;
 - infer() on a 640x480 and a 1280x720 frame with each bundle, ms and the ratio to the graph;
-- peak memory of one 4000x6000 frame through the frame-IO engine above the loaded, warmed engine
-  holding the frame (a fresh process; resident set sampled every ms), MB, with the bytes of the
-  outputs themselves beside it.
+- peak memory of one 4000x6000 frame through the frame-IO engines (outputs at the frame's and at
+  the model's size) above the loaded, warmed engine holding the frame (a fresh process; resident
+  set sampled every ms), MB, with the bytes of the outputs themselves beside it.
 
     python benchmarks/frame_pipeline.py [--threads 2] [--iters 30] [--out results.json]
 """
@@ -22,6 +23,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -75,62 +78,75 @@ def model(arch: str, size: int, seed: int = 0) -> MultiTaskModel:
     return MultiTaskModel(encoder, heads).eval()
 
 
-def median_ms(fn, iters: int) -> float:  # type: ignore[no-untyped-def]
-    """Median wall time of `fn()` in ms after two warm-up calls."""
-    fn(), fn()
-    times = []
-    for _ in range(iters):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return 1000 * float(np.median(times))
+def interleaved_ms(fns: dict[str, Callable[[], object]], rounds: int, per_round: int) -> dict[str, float]:
+    """Median wall time (ms) of each function, measured in rounds that visit every function in turn.
+
+    On a shared machine the speed drifts by tens of percent over a minute; interleaving puts every
+    configuration under the same drift, so their ratios hold even when the absolute times do not.
+    """
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            # a pause, then two untimed calls: the previous configuration's ONNX Runtime threads
+            # spin on after its run and halved a small graph's speed when it was timed at once
+            time.sleep(0.05)
+            fn(), fn()
+            for _ in range(per_round):
+                t0 = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - t0)
+    return {k: 1000 * float(np.median(v)) for k, v in times.items()}
 
 
 def bench(name: str, arch: str, size: int, root: Path, threads: int, iters: int) -> dict[str, object]:
     """One model's row: graph time, infer() per frame size and IO, 4000x6000 peak memory."""
     m = model(arch, size)
     verify = np.random.default_rng(0).integers(0, 256, (2, size, size, 3), np.uint8)
+    frame_spec = ExportSpec(TASKS, size, size, input_kind="uint8", io="frame", seg_output="labels")
     specs = {
-        "model": ExportSpec(TASKS, size, size, input_kind="uint8"),
-        "frame": ExportSpec(TASKS, size, size, input_kind="uint8", io="frame", seg_output="labels"),
+        "model": ExportSpec(TASKS, size, size, input_kind="uint8", io="model"),
+        "frame": frame_spec,
+        "frame-modelsize": replace(frame_spec, output_size="model"),
     }
     bundles = {io: write_bundle(root / f"{arch}-{io}", m, s, verify) for io, s in specs.items()}
     graph = session_for(bundles["model"] / "model.onnx", threads, CPU)
     x = verify[:1]
-    row: dict[str, object] = {
-        "model": name,
-        "graph_ms": median_ms(lambda: graph.run(None, {"image": x}), iters),
-    }
+    fns: dict[str, Callable[[], object]] = {"graph_ms": lambda: graph.run(None, {"image": x})}
     rng = np.random.default_rng(1)
     for io, path in bundles.items():
         engine = load(path, threads=threads)
         for label, (h, w) in FRAMES.items():
             frame = rng.integers(0, 256, (h, w, 3), np.uint8)
-            row[f"{io}_{label}_ms"] = median_ms(lambda e=engine, f=frame: e.infer(f), iters)
-    code = [sys.executable, "-c", PEAK, str(bundles["frame"]), str(threads)]
-    peak, out_bytes = subprocess.run(code, capture_output=True, text=True, check=True).stdout.split()
-    row["peak_4000x6000_mb"] = int(peak) / 2**20
-    row["outputs_4000x6000_mb"] = int(out_bytes) / 2**20
+            fns[f"{io}_{label}_ms"] = lambda e=engine, f=frame: e.infer(f)
+    row: dict[str, object] = {"model": name, **interleaved_ms(fns, rounds=max(3, iters // 5), per_round=5)}
+    for io, suffix in (("frame", ""), ("frame-modelsize", "_modelsize")):
+        code = [sys.executable, "-c", PEAK, str(bundles[io]), str(threads)]
+        peak, out_bytes = subprocess.run(code, capture_output=True, text=True, check=True).stdout.split()
+        row[f"peak_4000x6000{suffix}_mb"] = int(peak) / 2**20
+        row[f"outputs_4000x6000{suffix}_mb"] = int(out_bytes) / 2**20
     return row
 
 
 def table(rows: list[dict[str, object]]) -> str:
     """Markdown: per model and frame size, ms and ratio to the graph, today (model IO) vs frame IO."""
     lines = [
-        "| model | graph ms | frame | today infer ms (x graph) | frame IO infer ms (x graph) |",
-        "|---|---|---|---|---|",
+        "| model | graph ms | frame | model IO infer ms (x graph) | frame IO infer ms (x graph) "
+        "| frame IO, outputs at model size |",
+        "|---|---|---|---|---|---|",
     ]
     for r in rows:
         g = float(r["graph_ms"])  # type: ignore[arg-type]
         for label in FRAMES:
-            old, new = float(r[f"model_{label}_ms"]), float(r[f"frame_{label}_ms"])  # type: ignore[arg-type]
-            cells = f"{old:.2f} ({old / g:.2f}x) | {new:.2f} ({new / g:.2f}x)"
+            ms = [float(r[f"{io}_{label}_ms"]) for io in ("model", "frame", "frame-modelsize")]  # type: ignore[arg-type]
+            cells = " | ".join(f"{t:.2f} ({t / g:.2f}x)" for t in ms)
             lines.append(f"| {r['model']} | {g:.2f} | {label} | {cells} |")
     lines.append("")
-    lines.append("| model | 4000x6000 peak above loaded engine, MB | of which outputs, MB |")
-    lines.append("|---|---|---|")
+    lines.append("| model | outputs at | 4000x6000 peak above loaded engine, MB | of which outputs, MB |")
+    lines.append("|---|---|---|---|")
     for r in rows:
-        lines.append(f"| {r['model']} | {r['peak_4000x6000_mb']:.0f} | {r['outputs_4000x6000_mb']:.0f} |")
+        for where, sfx in (("the frame's size", ""), ("the model's size", "_modelsize")):
+            peak, out = r[f"peak_4000x6000{sfx}_mb"], r[f"outputs_4000x6000{sfx}_mb"]
+            lines.append(f"| {r['model']} | {where} | {peak:.0f} | {out:.0f} |")
     return "\n".join(lines)
 
 
