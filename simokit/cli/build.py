@@ -70,8 +70,7 @@ def handle(args: argparse.Namespace) -> int:
     check_build_request(cfg, args.backend, fp16=args.fp16, dynamic_size=args.dynamic_size)
     if cfg.own.base and not cfg.own.active:
         raise ConfigError("--base/--experts: give --calib too, the frames to fit and report on")
-    # routed bundles (a router graph beside the domain engines) keep model-size IO for now
-    frame = args.io == "frame" and not cfg.routing.domains
+    frame = args.io == "frame"
     if frame and (args.input == "float" or args.dynamic_size or args.backend == "tensorrt"):
         raise ConfigError(
             "--io frame takes uint8 frames of any size and has no TensorRT engine profile yet: "

@@ -2,9 +2,10 @@
 
 Layout: `domains/<name>/` is a complete bundle per domain (model.onnx, meta.json, report.md);
 `router.onnx` computes the router's features from the same input as the engines (the base
-encoder's first blocks); `router.npz` holds the SVD bases. The top-level `model.onnx` is the first
-domain's graph, so tools that know nothing of routing still open the bundle; meta.json's `routing`
-section is what simokit.runtime.load uses to route. Published atomically like every bundle.
+encoder's first blocks; with frame IO from the camera frame, resized inside the graph as the
+engines do); `router.npz` holds the SVD bases. The top-level `model.onnx` is the first domain's
+graph, so tools that know nothing of routing still open the bundle; meta.json's `routing` section
+is what simokit.runtime.load uses to route. Published atomically like every bundle.
 
 With deltas (`routing.delta`), the domains' weights live in one base graph instead: `base.onnx`
 with `base.onnx.data` and `base.json`, `domains/<name>/delta.npz` per domain (no model.onnx there
@@ -15,21 +16,22 @@ from __future__ import annotations
 
 import os
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from torch import nn
 
-from simokit.cache import staged_dir
+from simokit.cache import atomic_path, staged_dir
 from simokit.errors import ConfigError
 from simokit.export.bundle import input_layout, write_bundle
 from simokit.export.onnx import ExportSpec, InputAdapter, export_module, export_onnx
-from simokit.export.verify import verify_onnx
+from simokit.export.verify import VerifyReport, verify_onnx
 from simokit.models import DinoVisionTransformer, MultiTaskModel
 from simokit.routing.fit import RouterFeatures
 from simokit.runtime.backends.ort import OrtEngine
-from simokit.runtime.bundle import META_FILE, MODEL_FILE, disk_bytes, read_meta
+from simokit.runtime.bundle import META_FILE, MODEL_FILE, Channels, GraphIO, disk_bytes, read_meta
 from simokit.runtime.delta_decode import DELTA_FILE
 from simokit.runtime.manifest import FILES_KEY, record_files
 from simokit.runtime.router import SubspaceRouter
@@ -42,10 +44,22 @@ ROUTER_OUTPUT = "features"
 def export_router(
     encoder: DinoVisionTransformer, router: SubspaceRouter, spec: ExportSpec, path: Path
 ) -> Path:
-    """The router's feature extractor as ONNX, taking the engines' input layout."""
-    module = nn.Sequential(InputAdapter(spec), RouterFeatures(encoder, router.block, router.mode))
+    """The router's feature extractor as ONNX, taking the engines' input (frame IO: camera frames)."""
+    core = spec.model_size_spec()
+    module = nn.Sequential(InputAdapter(core), RouterFeatures(encoder, router.block, router.mode))
     meta = {"simokit.router": f"block {router.block}, {router.mode}"}
-    return export_module(module, encoder, spec, [ROUTER_OUTPUT], path, meta)
+    export_module(module, encoder, core, [ROUTER_OUTPUT], path, meta)
+    if core is not spec:  # the engines resize the frames themselves: so does the router, the same way
+        import onnx
+
+        from simokit.routing.frame_input import wrap_frame_input
+
+        graph = wrap_frame_input(
+            onnx.load(str(path)), (spec.height, spec.width), spec.channels == Channels.BGR.value
+        )
+        with atomic_path(Path(path)) as tmp:
+            onnx.save(graph, str(tmp))
+    return Path(path)
 
 
 def write_routed_bundle(
@@ -158,20 +172,37 @@ def _write_deltas(
         engine = OrtEngine(
             folder, meta, graph=f"../../{BASE_GRAPH}", initializers=domain_initializers(tmp, folder)
         )
-        layout = input_layout(verify_images[domain], spec)
-        report = verify_onnx(engines[domain], spec, tmp / BASE_GRAPH, layout, session=engine.session)
+        report = _verify_delta(engines[domain], spec, verify_images[domain], tmp / BASE_GRAPH, engine.session)
         del engine
-        meta.extra["verifications"].append({"graph": "fp32, base + delta", **report.to_dict()})
-        (folder / META_FILE).write_text(meta.to_json())
         text = (full / domain / "report.md").read_text()
-        (folder / "report.md").write_text(
-            text + f"\n### base graph + this domain's delta ({report.images} images)\n\n{report.table()}\n"
-        )
+        if report is not None:
+            meta.extra["verifications"].append({"graph": "fp32, base + delta", **report.to_dict()})
+            text += f"\n### base graph + this domain's delta ({report.images} images)\n\n{report.table()}\n"
+        (folder / META_FILE).write_text(meta.to_json())
+        (folder / "report.md").write_text(text)
         out["domains"][domain] = {
             "delta_bytes": disk_bytes(folder / DELTA_FILE),
             "encodings": encoded["counts"],
         }
     return out
+
+
+def _verify_delta(
+    model: MultiTaskModel, spec: ExportSpec, images: np.ndarray, graph: Path, session: Any
+) -> VerifyReport | None:
+    """Base graph + delta (the robot's `session`) against torch on `images` (uint8 RGB, model size).
+
+    A frame-IO graph gets the frames in its channel order; with outputs fixed at another size than
+    the model's there is no torch reference to compare with (each decoded weight was checked)."""
+    if spec.io != GraphIO.FRAME.value:
+        return verify_onnx(model, spec, graph, input_layout(images, spec), session=session)
+    if spec.output_size not in ("input", "model", f"{spec.height}x{spec.width}"):
+        return None
+    frames = images[..., ::-1] if spec.channels == Channels.BGR.value else images
+    check = replace(spec.model_size_spec(), seg_output=spec.seg_output)
+    return verify_onnx(
+        model, check, graph, images, session=session, graph_inputs=np.ascontiguousarray(frames)
+    )
 
 
 def _share_router_weights(tmp: Path, images: np.ndarray, spec: ExportSpec) -> None:

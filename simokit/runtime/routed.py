@@ -2,6 +2,8 @@
 
 The router's feature graph (the base encoder's first blocks) runs first on the prepared batch; its
 features are scored against each domain's SVD basis, and each frame goes to its domain's engine.
+In a frame-IO bundle the router and every engine take the camera frames as they are (each graph
+resizes them itself), so the batch reaches them without any numpy resizing.
 Engines open lazily on first use and stay resident, so a robot that never goes outdoors never
 loads the outdoor engine. For single frames (a video stream) the choice has hysteresis: another
 domain must beat the current one by `margin` before the engine switches.
@@ -15,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from simokit.runtime.bundle import BundleError, BundleMeta
+from simokit.runtime.bundle import BundleError, BundleMeta, GraphIO
 from simokit.runtime.engine import Engine
 from simokit.runtime.onnx_session import CPU, session_for
 from simokit.runtime.router import Hysteresis, SubspaceRouter
@@ -36,6 +38,9 @@ class RoutedEngine(Engine):
             self.features = session_for(root / routing["router"]["graph"], threads, CPU, spin=False)
         except (OSError, KeyError, ValueError) as exc:
             raise BundleError(f"{root}: routing section or router files unusable ({exc})") from None
+        fixed = all(isinstance(d, int) for d in self.features.get_inputs()[0].shape[1:3])
+        if meta.input.io is GraphIO.FRAME and fixed:
+            raise BundleError(f"{root}: frame IO, but the router graph takes model-size inputs; rebuild it")
         self.hysteresis = Hysteresis(float(routing.get("margin", 0.0)))
         self.engines: dict[str, Engine] = {}
         self.counts: Counter[str] = Counter()
@@ -45,11 +50,15 @@ class RoutedEngine(Engine):
         """The domain's engine, opened on first use."""
         if domain not in self.engines:
             sub = self.root / self.meta.extra["routing"]["engines"][domain]
-            self.engines[domain] = self.open_engine(sub)
-            if self.engines[domain].meta.tasks != self.meta.tasks:
+            engine = self.open_engine(sub)
+            if engine.meta.tasks != self.meta.tasks:
+                raise BundleError(f"{sub}: tasks {engine.meta.tasks} differ from {self.meta.tasks}")
+            if engine.meta.input.io is not self.meta.input.io:  # the batch is prepared once, for all
                 raise BundleError(
-                    f"{sub}: tasks {self.engines[domain].meta.tasks} differ from {self.meta.tasks}"
+                    f"{sub}: {engine.meta.input.io.value} IO differs from the routed bundle's "
+                    f"{self.meta.input.io.value} IO; rebuild the bundle"
                 )
+            self.engines[domain] = engine
         return self.engines[domain]
 
     def route(self, x: np.ndarray) -> list[str]:
