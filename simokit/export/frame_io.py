@@ -63,16 +63,8 @@ def wrap_frame_io(
     graph = core.graph
     (inp,) = [i for i in graph.input if i.name not in {t.name for t in graph.initializer}]
     b = NodeBuilder("frame")
-    frame = "image"
-    inner = f"{inp.name}/model_size"
-    for node in graph.node:
-        node.input[:] = [inner if n == inp.name else n for n in node.input]
-    resized = area_resize_nodes(b, frame, size)  # float32 grey levels: uint8 stays at the graph's edge
-    if bgr:  # the flip runs on the model-size image, a few hundred kB, not on the frame
-        b.op("Gather", [resized, b.const_i64([2, 1, 0])], inner, axis=3)
-    else:
-        b.op("Identity", [resized], inner)
-    _accept_float_input(graph.node, inner)
+    frame = inp.name
+    add_frame_front(b, graph.node, frame, size, bgr)
     pre = list(b.nodes)
     b.nodes.clear()
     target = _target_size(b, frame, output_size, size)
@@ -94,6 +86,21 @@ def wrap_frame_io(
         raise ConfigError(f"frame IO needs the model-size graph at opset >= {FRAME_OPSET}")
     onnx.checker.check_model(core)
     return core
+
+
+def add_frame_front(
+    b: NodeBuilder, nodes: Sequence[NodeProto], name: str, size: tuple[int, int], bgr: bool
+) -> None:
+    """Nodes in `b` that resize the uint8 frame input `name` to `size` (RGB) and feed `nodes` in its place."""
+    inner = f"{name}/model_size"
+    for node in nodes:
+        node.input[:] = [inner if n == name else n for n in node.input]
+    resized = area_resize_nodes(b, name, size)  # float32 grey levels: uint8 stays at the graph's edge
+    if bgr:  # the flip runs on the model-size image, a few hundred kB, not on the frame
+        b.op("Gather", [resized, b.const_i64([2, 1, 0])], inner, axis=3)
+    else:
+        b.op("Identity", [resized], inner)
+    _accept_float_input(nodes, inner)
 
 
 def _target_size(b: NodeBuilder, frame: str, output_size: str, size: tuple[int, int]) -> str | None:

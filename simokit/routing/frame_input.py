@@ -13,8 +13,7 @@ from onnx import ModelProto, TensorProto
 from onnx import helper as oh
 
 from simokit.errors import ConfigError
-from simokit.export.frame_io import FRAME_OPSET
-from simokit.export.frame_resize import area_resize_nodes
+from simokit.export.frame_io import FRAME_OPSET, add_frame_front
 from simokit.export.graph_nodes import NodeBuilder
 
 
@@ -33,15 +32,8 @@ def wrap_frame_input(core: ModelProto, size: tuple[int, int], bgr: bool = True) 
         names = ", ".join(i.name for i in inputs)
         raise ConfigError(f"frame input wraps a graph with one uint8 NHWC input; this one has: {names}")
     frame = inputs[0].name
-    inner = f"{frame}/model_size"
-    for node in graph.node:
-        node.input[:] = [inner if n == frame else n for n in node.input]
     b = NodeBuilder("frame")
-    resized = area_resize_nodes(b, frame, size)
-    if bgr:  # the flip runs on the model-size image, not on the frame
-        b.op("Gather", [resized, b.const_i64([2, 1, 0])], inner, axis=3)
-    else:
-        b.op("Identity", [resized], inner)
+    add_frame_front(b, graph.node, frame, size, bgr)
     del graph.input[:]
     graph.input.append(oh.make_tensor_value_info(frame, TensorProto.UINT8, ["batch", "height", "width", 3]))
     nodes = [*b.nodes, *graph.node]
