@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from simokit.runtime.bundle import MODEL_FILE, BundleError, disk_bytes, read_meta
+from simokit.runtime.bundle import MODEL_FILE, BundleError, BundleMeta, GraphIO, disk_bytes, read_meta
 from simokit.runtime.manifest import FILES_KEY, files_line
 from simokit.runtime.onnx_session import CPU, session_for
 
@@ -22,13 +22,7 @@ def describe(path: Path) -> str:
     lines = [
         f"bundle: {path}  ({size:.1f} MB, {sizes})",
         f"tasks: {', '.join(meta.tasks)}",
-        f"input: {meta.input.name} {meta.input.kind} "
-        + (
-            f"(B, {meta.input.height}, {meta.input.width}, 3) RGB"
-            if meta.input.kind == "uint8"
-            else f"(B, 3, {meta.input.height}, {meta.input.width}) normalised"
-        )
-        + (" (any size in multiples of 14; this is the default)" if meta.input.dynamic_hw else ""),
+        f"input: {meta.input.name} {meta.input.kind} {_input_layout(meta)}",
         files_line(path, meta.extra.get(FILES_KEY)),
     ]
     for precision, graph in meta.extra.get("graphs", {}).items():
@@ -105,3 +99,16 @@ def _describe_onnx(path: Path) -> str:
     lines += [f"output {o.name}: {o.type} {o.shape}" for o in sess.get_outputs()]
     lines += [f"{k}: {v}" for k, v in meta.items()]
     return "\n".join(lines)
+
+
+def _input_layout(meta: BundleMeta) -> str:
+    """The graph input's shape and channel order as a person reads it."""
+    inp = meta.input
+    if inp.io is GraphIO.FRAME:
+        order = inp.channels.value.upper()
+        return f"(B, H, W, 3) {order} frames of any size, resized in the graph to {inp.height}x{inp.width}"
+    if inp.kind != "uint8":
+        layout = f"(B, 3, {inp.height}, {inp.width}) normalised"
+    else:
+        layout = f"(B, {inp.height}, {inp.width}, 3) RGB"
+    return layout + (" (any size in multiples of 14; this is the default)" if inp.dynamic_hw else "")

@@ -15,6 +15,7 @@ from simokit.export.frame_io import label_dtype
 from simokit.export.onnx import ExportSpec
 from simokit.runtime import load
 from simokit.runtime.bundle import Channels, GraphIO, read_meta
+from simokit.runtime.describe import describe
 from simokit.runtime.engine import EmptyFrameError, MixedFrameSizesError
 
 cv2 = pytest.importorskip("cv2")
@@ -54,6 +55,8 @@ def test_meta_records_the_io_and_old_bundles_read_as_model_io(bundles: dict[str,
     assert old.input.io is GraphIO.MODEL and old.input.channels is Channels.RGB
     names = [v["graph"] for v in meta.extra["verifications"]]
     assert names == ["fp32", "fp32 frame IO"]
+    text = describe(bundles["frame"])
+    assert "input: image uint8 (B, H, W, 3) BGR frames of any size, resized in the graph to 56x56" in text
 
 
 # The in-graph area resize equals OpenCV's INTER_AREA bit for bit except at rounding ties (float64
