@@ -91,3 +91,27 @@ def test_frame_graph_keeps_uint8_at_its_edges_and_float64_in_index_vectors(tmp_p
     assert doubles and all(len(t.shape.dim) <= 1 for t in doubles)  # label index maths only
     (seg,) = [o for o in model.graph.output if o.name == "seg"]
     assert seg.type.tensor_type.elem_type == TensorProto.UINT8
+    frame_nodes = [n for n in nodes if n.name.startswith("frame/")]
+    assert {n.op_type for n in frame_nodes} <= TENSORRT_10_OPS
+    # TensorRT wants these axes as initializers (build-time constants)
+    weights = {t.name for t in model.graph.initializer} | {
+        t.name
+        for n in model.graph.node
+        for a in n.attribute
+        if a.type == onnx.AttributeProto.GRAPH
+        for t in a.g.initializer
+    }
+    axes_at = {"CumSum": 1, "Slice": 3, "ReduceSum": 1, "ReduceMin": 1, "Unsqueeze": 1}
+    for n in frame_nodes:
+        if n.op_type in axes_at and len(n.input) > axes_at[n.op_type]:
+            assert n.input[axes_at[n.op_type]] in weights, n.name
+
+
+# ONNX operators the frame graph may use: each listed as supported, with the types used here, in
+# onnx-tensorrt's operator matrix for TensorRT 10.0 (docs/operators.md)
+TENSORRT_10_OPS = {
+    "Add", "ArgMax", "Cast", "Clip", "Concat", "CumSum", "Div", "Equal", "Floor", "Gather",
+    "GreaterOrEqual", "Identity", "If", "LessOrEqual", "MatMul", "Max", "Min", "Mul", "Or", "Range",
+    "Reciprocal", "ReduceMin", "ReduceSum", "Reshape", "Resize", "Round", "Shape", "Slice", "Sqrt",
+    "Sub", "Transpose", "Unsqueeze", "Where",
+}  # fmt: skip
