@@ -22,10 +22,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--io",
         choices=["frame", "model"],
-        default="model",
-        help="model (default): the model-size graph, frames resized by the engine; frame: the graph takes "
-        "uint8 BGR camera frames of any size and does resizing, argmax and upsampling itself (ONNX "
-        "Runtime only for now: no TensorRT build yet)",
+        default=None,
+        help="frame (default): the graph takes uint8 BGR camera frames of any size and does resizing, "
+        "argmax and upsampling itself; model (the default with --input float or --dynamic-size): the "
+        "model-size graph, for callers that resize and feed tensors themselves",
     )
     p.add_argument(
         "--output-size",
@@ -70,12 +70,7 @@ def handle(args: argparse.Namespace) -> int:
     check_build_request(cfg, args.backend, fp16=args.fp16, dynamic_size=args.dynamic_size)
     if cfg.own.base and not cfg.own.active:
         raise ConfigError("--base/--experts: give --calib too, the frames to fit and report on")
-    frame = args.io == "frame"
-    if frame and (args.input == "float" or args.dynamic_size or args.backend == "tensorrt"):
-        raise ConfigError(
-            "--io frame takes uint8 frames of any size and has no TensorRT engine profile yet: "
-            "use --io model with --input float, --dynamic-size or --backend tensorrt"
-        )
+    frame = graph_io(args.io, args.input, args.dynamic_size) == "frame"
     height, width = own_size(cfg) if cfg.own.active else (cfg.data.size, cfg.data.size)
     spec = from_args(
         ExportSpec,
@@ -111,3 +106,23 @@ def handle(args: argparse.Namespace) -> int:
         info = build_engine(out, BuildOptions(fp16=args.fp16))
         print(f"engine: {out / 'model.engine'}  (TensorRT {info.tensorrt}, {info.precision}, {info.gpu})")
     return 0
+
+
+def graph_io(io: str | None, input_kind: str, dynamic_size: bool) -> str:
+    """The graph's IO: --io as given, else frame, or model when --input float / --dynamic-size ask for
+    a model-size tensor input (frame IO takes uint8 frames of any size, so neither fits it)."""
+    from simokit.errors import ConfigError
+
+    model_only = [
+        flag
+        for flag, on in (("--input float", input_kind == "float"), ("--dynamic-size", dynamic_size))
+        if on
+    ]
+    if io is None:
+        return "model" if model_only else "frame"
+    if io == "frame" and model_only:
+        raise ConfigError(
+            f"--io frame takes uint8 camera frames of any size, not {' or '.join(model_only)}: "
+            "use --io model (or leave --io out)"
+        )
+    return io

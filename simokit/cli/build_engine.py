@@ -23,6 +23,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch", help="batch profile min,opt,max (default: 1,1,8 if the batch is dynamic)")
     p.add_argument("--height", help="height profile min,opt,max for a dynamic-size graph")
     p.add_argument("--width", help="width profile min,opt,max for a dynamic-size graph")
+    from simokit.runtime.trt.profiles import FRAME_MAX, FRAME_MIN, FRAME_OPT
+
+    for bound, (h, w) in (("min", FRAME_MIN), ("opt", FRAME_OPT), ("max", FRAME_MAX)):
+        p.add_argument(
+            f"--frame-{bound}", help=f"frame-IO bundle: {bound} frame HxW of the profile ({h}x{w})"
+        )
     p.add_argument("--dla", type=int, help="run on this DLA core (Jetson), GPU fallback for the rest")
     p.add_argument("--timing-cache", help="tactic timing cache file, read and updated (faster rebuilds)")
     p.add_argument("--fp32-blocks", type=int, default=2, help="last blocks whose residual adds stay FP32")
@@ -45,10 +51,14 @@ def handle(args: argparse.Namespace) -> int:
     from simokit.runtime.bundle import require_graph
     from simokit.runtime.trt.engine_build import build_engine
     from simokit.runtime.trt.options import BuildOptions
-    from simokit.runtime.trt.profiles import Range
+    from simokit.runtime.trt.profiles import Range, parse_frame_size
 
     def ranged(text: str | None, what: str) -> Range | None:
         return Range.parse(text, what) if text else None
+
+    def framed(bound: str) -> tuple[int, int] | None:
+        text = getattr(args, f"frame_{bound}")
+        return parse_frame_size(text, f"frame-{bound}") if text else None
 
     calib_cache, onnx_file = int8_inputs(Path(args.bundle), args.int8, args.calib_cache, args.onnx)
     opts = from_args(
@@ -62,6 +72,9 @@ def handle(args: argparse.Namespace) -> int:
         timing_cache=Path(args.timing_cache) if args.timing_cache else None,
         pin=not args.no_pin,
         onnx_file=onnx_file,
+        frame_min=framed("min"),
+        frame_opt=framed("opt"),
+        frame_max=framed("max"),
     )
     require_graph(args.bundle, "build-engine")
     info = build_engine(Path(args.bundle), opts)

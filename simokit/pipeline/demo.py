@@ -60,7 +60,10 @@ def run_demo(cfg: PipelineConfig, out: Path, progress: bool = True) -> DemoResul
     seconds["experts"] = time.perf_counter() - t0 - sum(seconds.values())
     merged = merge_and_report(cfg.merge, base, expert_paths, splits, out, cfg.eval_batch, progress)
     seconds["merge"] = time.perf_counter() - t0 - sum(seconds.values())
-    spec = ExportSpec(cfg.experts.tasks, cfg.data.size, cfg.data.size, input_kind="uint8")
+    # the robot's bundle: camera frames in, labels/depth/normals at the frame's size out
+    spec = ExportSpec(
+        cfg.experts.tasks, cfg.data.size, cfg.data.size, input_kind="uint8", io="frame", seg_output="labels"
+    )
     bundle, _ = build_bundle(out / "bundle", merged, base, expert_paths, splits, spec)
     seconds["build"] = time.perf_counter() - t0 - sum(seconds.values())
     profile = _profile(bundle, out)
@@ -119,8 +122,8 @@ def write_report(result: DemoResult, cfg: PipelineConfig) -> Path:
         f"over tasks. Details, selection and plots: [merge_report.md]({result.merge.report.name}).\n\n"
         f"Columns per task: ground truth, expert, zero-shot, merged, merged + re-align.\n\n"
         f"![predictions]({result.figure.name})\n\n"
-        f"## Deployment\n\nBundle: `{result.bundle}` (one ONNX graph, uint8 input, verified "
-        "against torch).\n\n"
+        f"## Deployment\n\nBundle: `{result.bundle}` (one ONNX graph that takes uint8 BGR camera frames "
+        "of any size and returns outputs at the frame's size, verified against torch).\n\n"
         f"{profile_table(result.profile)}\n\n![latency](profile.png)\n\n"
         f"Wall time: {times}\n\n## Recipe\n\n"
         f"```yaml\n{yaml.safe_dump(to_dict(cfg), sort_keys=False)}```\n"

@@ -92,23 +92,22 @@ def test_build_then_inspect_and_run_the_bundle(
     import numpy as np
 
     from simokit.runtime import load
+    from simokit.runtime.bundle import GraphIO, read_meta
 
     out = tmp_path / "bundle"
-    assert (
-        main(["build", "-q", "--out", str(out), "--seg-output", "labels", "--verify-images", "4", *_sets()])
-        == 0
-    )
+    assert main(["build", "-q", "--out", str(out), "--verify-images", "4", *_sets()]) == 0
     assert "bundle:" in capsys.readouterr().out
     for name in ("model.onnx", "meta.json", "report.md", "merge_report.md", "merge_alpha.png"):
         assert (out / name).is_file()
+    assert read_meta(out).input.io is GraphIO.FRAME  # the default: camera frames in, labels out
     assert main(["inspect", str(out)]) == 0
-    assert "output seg: int32" in capsys.readouterr().out
+    assert "output seg: uint8" in capsys.readouterr().out
     assert (out / "experts" / "seg.onnx").is_file()
-    assert main(["profile", str(out), "--iters", "2", "--warmup", "1", "--batches", "1"]) == 0
+    assert main(["profile", str(out), "--iters", "2", "--warmup", "1", "--batches", "1,2"]) == 0
     assert "ratio merged/separate p50" in capsys.readouterr().out
     frame = np.random.default_rng(0).integers(0, 256, size=(40, 60, 3), dtype=np.uint8)
     pred = load(out).infer(frame)
-    assert pred["seg"].shape == (40, 60) and pred["seg"].dtype == np.int32
+    assert pred["seg"].shape == (40, 60) and pred["seg"].dtype == np.uint8
     assert pred["depth"].shape == (1, 40, 60)
     reference = load(out, backend="torch")  # the bundle's merged.safetensors in PyTorch
     ref = reference.infer(frame)
@@ -116,6 +115,23 @@ def test_build_then_inspect_and_run_the_bundle(
     np.testing.assert_allclose(ref["normal"], pred["normal"], rtol=0, atol=1e-4)
     np.testing.assert_allclose(ref["depth"], pred["depth"], rtol=1e-4, atol=0)
     assert reference.describe().startswith("torch")
+
+
+def test_build_io_defaults_to_frames_unless_the_flags_ask_for_model_size_tensors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from simokit.cli.build import graph_io
+
+    assert graph_io(None, "uint8", False) == "frame"
+    assert graph_io(None, "float", False) == "model"  # only a model-size graph takes float tensors
+    assert graph_io(None, "uint8", True) == "model"
+    assert graph_io("model", "uint8", False) == "model"
+    assert graph_io("frame", "uint8", False) == "frame"
+    for flags in (["--input", "float"], ["--dynamic-size"]):
+        assert main(["build", "--out", str(tmp_path / "b"), "--io", "frame", *flags, *_sets()]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"not {' '.join(flags)}: use --io model" in err[0], err
+    assert not (tmp_path / "b").exists()
 
 
 def test_merge_with_adamerging_tap(cache: Path, tmp_path: Path) -> None:

@@ -134,15 +134,27 @@ def test_fp16_frame_graph_keeps_its_pre_and_post_processing_in_fp32(tmp_path: Pa
     np.testing.assert_allclose(half["normal"], full["normal"], atol=5e-2)
 
 
-def test_build_engine_refuses_frame_io_bundles_in_one_line(
+def test_build_engine_checks_frame_sizes_of_frame_io_bundles_before_tensorrt(
     bundles: dict[str, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """The frame graph's uint8 Gather and float64 index maths are not TensorRT-valid: say so up front."""
+    """Frame sizes, not --height/--width, shape a frame graph's profile; bad ones fail before TensorRT."""
     from simokit.cli import main
+    from simokit.runtime.capabilities import installed
 
-    assert main(["build-engine", str(bundles["frame"])]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "--io model" in err[0], err
+    frame, model = str(bundles["frame"]), str(bundles["logits"])
+    cases = [
+        ([frame, "--height", "224,224,448"], "--frame-min/--frame-opt/--frame-max HxW instead of --height"),
+        ([frame, "--frame-max", "480"], "--frame-max '480' must be HEIGHTxWIDTH"),
+        ([frame, "--frame-min", "500x500", "--frame-max", "400x400"], "must grow from min to opt to max"),
+        ([model, "--frame-max", "480x640"], "takes model-size input (--io model)"),
+    ]
+    if not installed("tensorrt"):  # past the checks: the frame graph is no longer refused up front
+        cases.append(([frame, "--frame-max", "1080x1920"], "needs tensorrt"))
+    for argv, message in cases:
+        assert main(["build-engine", *argv]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], (argv, err)
+    assert not (bundles["frame"] / "model.engine").exists()
 
 
 @pytest.mark.parametrize("kind", ["frame", "logits"])

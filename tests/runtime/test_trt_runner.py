@@ -141,15 +141,19 @@ class FakeEngine:
         return self.contexts[-1]
 
 
-@pytest.fixture()
-def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, FakeCuda, list[FakeEngine]]:
-    from simokit.runtime.bundle import BundleMeta, InputSpec
-
+def _install(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    engine_cls: type[FakeEngine],
+    meta: Any,
+    prof: dict[str, Any],
+) -> tuple[Path, FakeCuda, list[FakeEngine]]:
+    """Fake tensorrt and cuda modules, and a bundle with `meta`, an engine file and its sidecar."""
     gpu, engines = FakeCuda(), []
     gpu.install(monkeypatch)
 
     def deserialize(data: bytes) -> FakeEngine:
-        engines.append(FakeEngine(gpu))
+        engines.append(engine_cls(gpu))
         return engines[-1]
 
     class Logger:
@@ -165,12 +169,9 @@ def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, FakeCud
     monkeypatch.setattr("simokit.runtime.trt.runner.require", lambda name: None)
     root = tmp_path / "bundle"
     root.mkdir()
-    outputs = {t: {"dtype": "float32", "shape": ["B", *s], "kind": "values"} for t, s in SHAPES.items()}
-    meta = BundleMeta(tuple(SHAPES), InputSpec("image", "uint8", 8, 8, (0.5,) * 3, (0.5,) * 3), outputs)
     (root / "meta.json").write_text(meta.to_json())
     (root / "model.onnx").write_bytes(b"graph")
     (root / ENGINE_FILE).write_bytes(b"plan")
-    prof = {"input": "image", "min": [1, 8, 8, 3], "opt": [1, 8, 8, 3], "max": [4, 8, 8, 3]}
     info = EngineInfo(
         "10.3.0",
         "Orin",
@@ -183,6 +184,16 @@ def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, FakeCud
     )
     write_sidecar(root, info)
     return root, gpu, engines
+
+
+@pytest.fixture()
+def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, FakeCuda, list[FakeEngine]]:
+    from simokit.runtime.bundle import BundleMeta, InputSpec
+
+    outputs = {t: {"dtype": "float32", "shape": ["B", *s], "kind": "values"} for t, s in SHAPES.items()}
+    meta = BundleMeta(tuple(SHAPES), InputSpec("image", "uint8", 8, 8, (0.5,) * 3, (0.5,) * 3), outputs)
+    prof = {"input": "image", "min": [1, 8, 8, 3], "opt": [1, 8, 8, 3], "max": [4, 8, 8, 3]}
+    return _install(tmp_path, monkeypatch, FakeEngine, meta, prof)
 
 
 def _expected(bgr: np.ndarray) -> dict[str, np.ndarray]:
@@ -232,3 +243,90 @@ def test_runner_refuses_a_precision_the_engine_lacks(fake: tuple[Path, FakeCuda,
 
     with pytest.raises(ConfigError, match="built as fp16, not int8"):
         load(fake[0], backend="tensorrt", precision="int8")
+
+
+# --- a frame-IO engine: the camera frame goes in as it is, outputs follow its height and width ---
+
+
+class FrameContext(FakeContext):
+    """seg = uint8 labels (R > 127), depth = R, at the frame's size; `wrong` shrinks depth's width."""
+
+    wrong = False
+
+    def get_tensor_shape(self, name: str) -> tuple[int, ...]:
+        b, h, w = self.shape[:3]
+        return {"seg": (b, h, w), "depth": (b, 1, h, w - self.wrong)}[name]
+
+    def _compute(self, addr: dict[str, int], shape: tuple[int, ...]) -> None:
+        x = self.gpu.mem[addr["image"]][: int(np.prod(shape))].reshape(shape)
+        for name, value in {
+            "seg": (x[..., 2] > 127).astype(np.uint8),
+            "depth": x[..., 2][:, None] / 1.0,
+        }.items():
+            data = np.ascontiguousarray(value, np.uint8 if name == "seg" else np.float32)
+            self.gpu.mem[addr[name]][: data.nbytes] = data.reshape(-1).view(np.uint8)
+
+
+class FrameEngine(FakeEngine):
+    names = ("image", "seg", "depth")
+
+    def __init__(self, gpu: FakeCuda) -> None:
+        super().__init__(gpu)
+        self.num_io_tensors = 3
+
+    def get_tensor_dtype(self, name: str) -> SimpleNamespace:
+        return SimpleNamespace(name={"seg": "UINT8", "depth": "FLOAT"}.get(name, "UINT8"))
+
+    def get_tensor_profile_shape(self, name: str, index: int) -> list[tuple[int, ...]]:
+        return [(1, 16, 16, 3), (1, 30, 40, 3), (2, 64, 96, 3)]
+
+    def create_execution_context(self) -> FakeContext:
+        self.contexts.append(FrameContext(self.gpu))
+        return self.contexts[-1]
+
+
+@pytest.fixture()
+def frame_fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, FakeCuda, list[FakeEngine]]:
+    from simokit.runtime.bundle import BundleMeta, Channels, GraphIO, InputSpec
+
+    spec = InputSpec("image", "uint8", 14, 14, (0.5,) * 3, (0.5,) * 3, False, GraphIO.FRAME, Channels.BGR)
+    outputs = {
+        "seg": {"dtype": "uint8", "shape": ["B", "H", "W"], "kind": "labels"},
+        "depth": {"dtype": "float32", "shape": ["B", 1, "H", "W"], "kind": "values"},
+    }
+    prof = {"input": "image", "min": [1, 16, 16, 3], "opt": [1, 30, 40, 3], "max": [2, 64, 96, 3]}
+    return _install(tmp_path, monkeypatch, FrameEngine, BundleMeta(("seg", "depth"), spec, outputs), prof)
+
+
+def test_frame_io_runner_sizes_outputs_per_frame_and_refuses_frames_outside_the_profile(
+    frame_fake: tuple[Path, FakeCuda, list[FakeEngine]],
+) -> None:
+    root, gpu, _ = frame_fake
+    engine = load(root, backend="tensorrt")
+    rng = np.random.default_rng(0)
+    for shape in ((30, 40, 3), (2, 64, 96, 3), (16, 17, 3), (30, 40, 3)):
+        frames = rng.integers(0, 256, size=shape, dtype=np.uint8)
+        out = engine.infer(frames)  # BGR frames straight into the engine: R is channel 2
+        assert out["seg"].dtype == np.uint8 and out["seg"].shape == shape[:-1]
+        np.testing.assert_array_equal(out["seg"], frames[..., 2] > 127)
+        np.testing.assert_array_equal(out["depth"], frames[..., 2][..., None, :, :].astype(np.float32))
+    assert len(gpu.mem) == 3 * 3  # three frame sizes, buffers allocated once each
+    with pytest.raises(
+        ShapeError, match=r"frame 1080x1920 is outside .* 16x16..64x96; .* --frame-max 1080x1920"
+    ):
+        engine.infer(np.zeros((1080, 1920, 3), np.uint8))
+    with pytest.raises(ShapeError, match=r"frame 8x40 .* --frame-min 8x16$"):
+        engine.infer(np.zeros((8, 40, 3), np.uint8))
+    with pytest.raises(ShapeError, match=r"batch of 3 frames is outside the engine's batch range 1..2"):
+        engine.infer(np.zeros((3, 30, 40, 3), np.uint8))
+    FrameContext.wrong = True  # an engine whose outputs disagree with meta.json is refused
+    try:
+        with pytest.raises(
+            BundleError, match=r"engine output 'depth' is \[1, 1, 20, 19\] .* \[1, 1, 20, 20\]"
+        ):
+            engine.infer(np.zeros((20, 20, 3), np.uint8))
+    finally:
+        FrameContext.wrong = False
+    assert len(gpu.mem) == 3 * 3  # the refused size left no buffers behind
+    engine.close()
+    assert sorted(gpu.freed) == sorted(gpu.mem)

@@ -2,7 +2,8 @@
 
 Steps: parse the ONNX into an explicit-batch network (strongly typed on request, or when the
 TensorRT has no FP16/INT8 builder flags, as in TensorRT 11), one optimisation profile for the
-dynamic batch (and height/width if exported dynamic), precision flags, the FP32 plan for FP16
+dynamic batch (and height/width if exported dynamic; a frame-IO graph's frame sizes, --frame-min/
+--frame-opt/--frame-max, not yet executed on TensorRT), precision flags, the FP32 plan for FP16
 builds (precision.py), workspace limit, optimisation level, a timing cache reused across builds,
 optional DLA core with GPU fallback, then serialize and publish engine and sidecar atomically.
 Engines are tied to the TensorRT version and GPU: build on the device that runs them.
@@ -44,11 +45,7 @@ def build_engine(bundle: str | Path, opts: BuildOptions, log: Log = _stderr) -> 
     """
     root = Path(bundle)
     meta = read_meta(root)
-    if meta.input.io == GraphIO.FRAME:  # its uint8 Gather and float64 index maths are not TensorRT-valid
-        raise BundleError(
-            f"{root}: the graph takes camera frames (--io frame), which has no TensorRT build yet; "
-            "rebuild the bundle with simokit build --io model for TensorRT"
-        )
+    opts.check_io(meta.input.io is GraphIO.FRAME)  # wrong size flags fail here, before TensorRT loads
     onnx_path = root / opts.onnx_file
     if not onnx_path.is_file():
         raise BundleError(f"{onnx_path} not found; --onnx names a graph file inside the bundle")
@@ -88,7 +85,7 @@ def build_engine(bundle: str | Path, opts: BuildOptions, log: Log = _stderr) -> 
         with atomic_path(Path(opts.timing_cache)) as tmp:
             tmp.write_bytes(bytes(config.get_timing_cache().serialize()))
     extra = {**pins, **plan_summary(plan)}
-    info = _info(trt.__version__, gpu, capability, opts, profile, onnx_path, data, extra)
+    info = _info(trt.__version__, gpu, capability, opts, profile, onnx_path, data, extra, meta.input.io)
     _publish(root, data, info)
     log(f"build-engine: wrote {root / ENGINE_FILE} ({len(data) / 2**20:.1f} MiB) and {SIDECAR_FILE}")
     return info
@@ -134,6 +131,9 @@ def _check_io(network: trt.INetworkDefinition, meta: BundleMeta, opts: BuildOpti
         raise BundleError(f"graph outputs {outputs} differ from meta.json tasks {list(meta.tasks)}")
     tensor = network.get_input(0)
     shape = [tensor.shape[i] for i in range(len(tensor.shape))]
+    frame = opts.check_io(meta.input.io is GraphIO.FRAME)
+    if frame is not None:  # any frame size in the ranges, not only multiples of the patch size
+        return profile_for(tensor.name, shape, meta.input.kind, opts.batch, *frame, multiple=1)
     return profile_for(tensor.name, shape, meta.input.kind, opts.batch, opts.height, opts.width)
 
 
@@ -146,9 +146,11 @@ def _info(
     onnx_path: Path,
     data: bytes,
     extra: dict[str, int],
+    io: GraphIO,
 ) -> EngineInfo:
-    options = {"workspace_gb": opts.workspace_gb, "opt_level": opts.opt_level}
+    options: dict[str, object] = {"workspace_gb": opts.workspace_gb, "opt_level": opts.opt_level}
     options["fp32_blocks"] = opts.fp32_blocks
+    options["io"] = io.value  # frame: the profile's height/width are camera-frame sizes
     return EngineInfo(
         tensorrt=version,
         gpu=gpu,

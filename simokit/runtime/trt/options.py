@@ -8,7 +8,7 @@ from pathlib import Path
 from simokit.errors import ConfigError
 from simokit.runtime.bundle import MODEL_FILE
 from simokit.runtime.trt.precision import DEFAULT_LATE_BLOCKS
-from simokit.runtime.trt.profiles import Range
+from simokit.runtime.trt.profiles import FrameSize, Range, frame_ranges
 
 MAX_OPT_LEVEL = 5
 
@@ -31,6 +31,9 @@ class BuildOptions:
     pin: bool = True
     strongly_typed: bool = False
     onnx_file: str = MODEL_FILE
+    frame_min: FrameSize | None = None  # frame-IO bundles: the profile's frame sizes (height, width)
+    frame_opt: FrameSize | None = None
+    frame_max: FrameSize | None = None
 
     def __post_init__(self) -> None:
         if self.opt_level is not None and not 0 <= self.opt_level <= MAX_OPT_LEVEL:
@@ -62,3 +65,25 @@ class BuildOptions:
             return "typed"
         parts = [p for p, on in (("int8", self.int8), ("fp16", self.fp16)) if on]
         return "+".join(parts) or "fp32"
+
+    @property
+    def frame_sizes(self) -> bool:
+        """True when any --frame-min/--frame-opt/--frame-max was given."""
+        return any(s is not None for s in (self.frame_min, self.frame_opt, self.frame_max))
+
+    def check_io(self, frame: bool) -> tuple[Range, Range] | None:
+        """The (height, width) ranges of a frame-IO graph's profile (None for a model-size graph);
+        ConfigError for size flags that do not fit the graph's kind."""
+        if not frame:
+            if self.frame_sizes:
+                raise ConfigError(
+                    "--frame-min/--frame-opt/--frame-max size camera frames; this bundle's graph takes "
+                    "model-size input (--io model): use --height/--width for a --dynamic-size graph"
+                )
+            return None
+        if self.height is not None or self.width is not None:
+            raise ConfigError(
+                "this bundle's graph takes camera frames of any size (--io frame): give the frame sizes "
+                "with --frame-min/--frame-opt/--frame-max HxW instead of --height/--width"
+            )
+        return frame_ranges(self.frame_min, self.frame_opt, self.frame_max)

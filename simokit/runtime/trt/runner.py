@@ -4,7 +4,10 @@ Per input shape it allocates device buffers and pinned host buffers once, binds 
 set_input_shape/set_tensor_address, and then each frame is: copy into the pinned input, one
 async host->device copy, execute_async_v3 (or the replay of a captured CUDA graph), async
 device->host copies, one stream synchronise. Pre- and post-processing are Engine's, so outputs
-match the ONNX Runtime backend within the engine's precision.
+match the ONNX Runtime backend within the engine's precision. A frame-IO engine takes the camera
+frame itself: its output buffers take their height and width from each frame's shape (labels
+uint8); frames outside the engine's frame range are refused naming the rebuild flag. That path has
+run against fake TensorRT and CUDA modules only, never on TensorRT.
 """
 
 from __future__ import annotations
@@ -17,11 +20,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from simokit.errors import ShapeError
-from simokit.runtime.bundle import BundleError, BundleMeta
+from simokit.runtime.bundle import BundleError, BundleMeta, GraphIO
 from simokit.runtime.capabilities import require
 from simokit.runtime.engine import Engine
 from simokit.runtime.trt import ENGINE_FILE, cuda
-from simokit.runtime.trt.profiles import Profile
+from simokit.runtime.trt.profiles import Profile, output_shape, refusal
 from simokit.runtime.trt.sidecar import check_engine, check_precision, read_sidecar
 
 if TYPE_CHECKING:
@@ -135,11 +138,9 @@ class TrtEngine(Engine):
         """Buffers for `shape`, allocated on first use and bound to the context."""
         slot = self._slots.get(shape)
         if slot is None:
-            if not self.profile.contains(shape):
-                raise ShapeError(
-                    f"input shape {list(shape)} is outside the engine's profile {list(self.profile.min)}.."
-                    f"{list(self.profile.max)}; rebuild with e.g. --batch 1,{shape[0]},{max(shape[0], 8)}"
-                )
+            why = refusal(self.profile, shape, frame=self.meta.input.io is GraphIO.FRAME)
+            if why:
+                raise ShapeError(why)
             slot = self._slots[shape] = self._allocate(shape)
         if self._active != shape:
             self._bind(slot)
@@ -150,11 +151,24 @@ class TrtEngine(Engine):
             raise ShapeError(f"TensorRT rejected input shape {list(shape)}")
         self._active = None  # the context now holds `shape` but no addresses for it yet
         slot = _Slot(shape, {})
+        # every shape first, so a refused output leaves no buffers behind
+        sizes = {n: shape if n == self._input else self._output_dims(n, shape) for n in self._types}
         for name, dtype in self._types.items():
-            dims = shape if name == self._input else _dims(self._context.get_tensor_shape(name))
-            host, address = cuda.host_alloc(dims, dtype)
+            host, address = cuda.host_alloc(sizes[name], dtype)
             slot.tensors[name] = (host, address, cuda.malloc(host.nbytes))
         return slot
+
+    def _output_dims(self, name: str, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The output's shape for input `shape` as TensorRT resolves it (a frame-IO graph's outputs
+        follow the frame), checked against meta.json's so a mismatched engine cannot overrun buffers."""
+        dims = _dims(self._context.get_tensor_shape(name))
+        want = output_shape(self.meta.outputs[name]["shape"], shape, self.meta.input.kind)
+        if dims != want:
+            raise BundleError(
+                f"engine output '{name}' is {list(dims)} for input {list(shape)}, meta.json says "
+                f"{list(want)}; rebuild: simokit build-engine"
+            )
+        return dims
 
     def _bind(self, slot: _Slot) -> None:
         self._context.set_input_shape(self._input, list(slot.shape))

@@ -47,6 +47,9 @@ class EngineInfo:
             opts += f" --onnx {self.onnx_file}"
         if self.dla_core is not None:
             opts += f" --dla {self.dla_core}"
+        if self.extra.get("options", {}).get("io") == "frame" and self.profiles:
+            shapes = {k: self.profiles[0][k] for k in ("min", "opt", "max")}
+            opts += "".join(f" --frame-{k} {s[1]}x{s[2]}" for k, s in shapes.items())
         return f"simokit build-engine {bundle}{opts}"
 
 
