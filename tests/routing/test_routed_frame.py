@@ -147,4 +147,4 @@ def test_build_refuses_routed_frame_io_with_float_input_in_one_line(
     args = ["build", "--out", str(tmp_path / "b"), "--io", "frame", "--input", "float", *sets]
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
-    assert "--io frame takes uint8 frames" in err and "\n" not in err and not (tmp_path / "b").exists()
+    assert "--io frame takes uint8 camera frames" in err and "\n" not in err and not (tmp_path / "b").exists()
