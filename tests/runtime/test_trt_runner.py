@@ -21,6 +21,7 @@ from simokit.errors import ShapeError
 from simokit.runtime import load
 from simokit.runtime.bundle import BundleError
 from simokit.runtime.trt import ENGINE_FILE, cuda
+from simokit.runtime.trt.runner import MAX_SLOTS
 from simokit.runtime.trt.sidecar import EngineInfo, file_sha256, write_sidecar
 
 SHAPES = {"seg": (11, 8, 8), "depth": (1, 8, 8), "normal": (3, 8, 8)}
@@ -328,5 +329,10 @@ def test_frame_io_runner_sizes_outputs_per_frame_and_refuses_frames_outside_the_
     finally:
         FrameContext.wrong = False
     assert len(gpu.mem) == 3 * 3  # the refused size left no buffers behind
+    for h in range(40, 45):  # photos of many sizes: only the MAX_SLOTS most recent keep buffers
+        engine.infer(np.zeros((h, 50, 3), np.uint8))
+    assert len(gpu.mem) == 3 * 8 and len(gpu.freed) == 3 * (8 - MAX_SLOTS)
+    out = engine.infer(np.full((30, 40, 3), 200, np.uint8))  # evicted earlier: allocated again, still right
+    assert out["seg"].all() and len(gpu.mem) == 3 * 9
     engine.close()
     assert sorted(gpu.freed) == sorted(gpu.mem)

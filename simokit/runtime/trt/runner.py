@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     import tensorrt as trt
 
 log = logging.getLogger(__name__)
+MAX_SLOTS = 4  # input shapes whose buffers (and CUDA graph) stay allocated at once
 
 NUMPY_TYPES = {
     "FLOAT": np.float32,
@@ -136,12 +137,15 @@ class TrtEngine(Engine):
 
     def _slot(self, shape: tuple[int, ...]) -> _Slot:
         """Buffers for `shape`, allocated on first use and bound to the context."""
-        slot = self._slots.get(shape)
+        slot = self._slots.pop(shape, None)
         if slot is None:
             why = refusal(self.profile, shape, frame=self.meta.input.io is GraphIO.FRAME)
             if why:
                 raise ShapeError(why)
-            slot = self._slots[shape] = self._allocate(shape)
+            if len(self._slots) >= MAX_SLOTS:  # a folder of photos of many sizes: keep the recent ones
+                self._free(self._slots.pop(next(iter(self._slots))))
+            slot = self._allocate(shape)
+        self._slots[shape] = slot  # last = most recently used
         if self._active != shape:
             self._bind(slot)
         return slot
@@ -206,16 +210,21 @@ class TrtEngine(Engine):
     def close(self) -> None:
         """Free the buffers, graphs and stream (pinned memory is not returned until then or exit)."""
         for slot in self._slots.values():
-            if slot.graph is not None:
-                cuda.graph_destroy(*slot.graph)
-            for _, host_address, device in slot.tensors.values():
-                cuda.free(device)
-                cuda.host_free(host_address)
+            self._free(slot)
         self._slots.clear()
         self._active = None
         if not self._closed:
             cuda.stream_destroy(self._stream)
             self._closed = True
+
+    def _free(self, slot: _Slot) -> None:
+        if slot.graph is not None:
+            cuda.graph_destroy(*slot.graph)
+        for _, host_address, device in slot.tensors.values():
+            cuda.free(device)
+            cuda.host_free(host_address)
+        if self._active == slot.shape:
+            self._active = None
 
 
 def open_engine(
