@@ -108,3 +108,34 @@ def test_rebuild_hint_keeps_a_frame_engines_sizes() -> None:
     )
     model = EngineInfo("10.3", "Orin", "8.7", "fp16", [prof], "model.onnx", "a", "b", extra={"options": {}})
     assert model.rebuild_hint(Path("b")) == "simokit build-engine b --fp16"
+
+
+def test_fp16_plans_keep_every_frame_node_fp32_including_the_resize_branches(tmp_path: Path) -> None:
+    """Running sums of pixel values are exact to 2**24 in FP32 and to 2048 in FP16."""
+    import numpy as np
+    import onnx
+    from tiny_models import tiny_model
+
+    from simokit.export.bundle import write_bundle
+    from simokit.export.onnx import ExportSpec
+    from simokit.runtime.trt.precision import all_node_names, frame_plan, plan_fp32
+
+    frames = np.random.default_rng(0).integers(0, 256, (2, 56, 56, 3), np.uint8)
+    graphs = {}
+    for io in ("frame", "model"):
+        spec = ExportSpec(("seg", "depth", "normal"), 56, 56, input_kind="uint8", io=io)
+        graphs[io] = onnx.load(
+            str(write_bundle(tmp_path / io, tiny_model(seed=1), spec, frames) / "model.onnx")
+        )
+    frame_names = {n for n in all_node_names(graphs["frame"]) if n.startswith("frame/")}
+    assert any("/box/CumSum" in n for n in frame_names)  # inside the If: not a top-level node
+    assert not any("/box/" in n.name for n in graphs["frame"].graph.node)
+    pinned = frame_plan(graphs["frame"])
+    assert (
+        pinned is not None
+        and pinned.nodes == frame_names
+        and pinned.summary()["frame_nodes"] == len(frame_names)
+    )
+    full = plan_fp32(graphs["frame"])
+    assert frame_names <= full.nodes and full.layernorms > 0
+    assert frame_plan(graphs["model"]) is None and plan_fp32(graphs["model"]).frame_nodes == 0

@@ -24,7 +24,7 @@ from simokit.runtime.manifest import record_files
 from simokit.runtime.trt import ENGINE_FILE, SIDECAR_FILE
 from simokit.runtime.trt.config import Log, apply_plan, attach_timing_cache, configure, plan_summary, set_flag
 from simokit.runtime.trt.options import BuildOptions
-from simokit.runtime.trt.precision import has_qdq, plan_fp32
+from simokit.runtime.trt.precision import all_node_names, frame_plan, has_qdq, plan_fp32
 from simokit.runtime.trt.profiles import Profile, profile_for
 from simokit.runtime.trt.sidecar import EngineInfo, file_sha256, sidecar_json
 
@@ -61,7 +61,9 @@ def build_engine(bundle: str | Path, opts: BuildOptions, log: Log = _stderr) -> 
     gpu, capability = device_info()
     graph = onnx.load(str(onnx_path), load_external_data=False)
     typed = _strongly_typed(opts, has_qdq(graph))
-    plan = plan_fp32(graph, opts.fp32_blocks) if opts.pin and opts.fp16 and not typed else None
+    plan = None
+    if opts.fp16 and not typed:
+        plan = plan_fp32(graph, opts.fp32_blocks) if opts.pin else frame_plan(graph)
     log(f"build-engine: TensorRT {trt.__version__} on {gpu} (compute {capability}), {opts.precision}")
 
     logger = trt.Logger(trt.Logger.WARNING)
@@ -70,7 +72,7 @@ def build_engine(bundle: str | Path, opts: BuildOptions, log: Log = _stderr) -> 
     profile = _check_io(network, meta, opts)
     config = builder.create_builder_config()
     keep_alive = configure(builder, config, opts, typed, profile)
-    pins = apply_plan(network, plan, frozenset(n.name for n in graph.node), log) if plan else {}
+    pins = apply_plan(network, plan, all_node_names(graph), log) if plan else {}
     if pins.get("pinned_layers"):
         # DLA has no FP32: let pinned layers move to the GPU instead of failing the build
         mode = "PREFER" if opts.dla_core is not None else "OBEY"

@@ -6,7 +6,9 @@ keeps LayerNorm (the fused opset-17 op, or the ReduceMean/Sub/Pow/Sqrt/Div chain
 decomposes it into) and Softmax computing in FP32, delivers their inputs in FP32, and keeps the
 residual Adds of the last K blocks in FP32. It is computed here with the `onnx` package, so it is
 testable without TensorRT; the builder maps it onto TensorRT layers by ONNX node name
-(`onnx_node_of`) and tensors by name (the ONNX parser keeps ONNX tensor names).
+(`onnx_node_of`) and tensors by name (the ONNX parser keeps ONNX tensor names). A frame-IO
+graph's own nodes (area resize by running sums of pixel values up to 2**24, argmax, upsampling,
+renormalisation) are always FP32: in FP16 a running sum is exact only up to 2048.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ class PinPlan:
     softmaxes: int
     residual_adds: tuple[str, ...]
     blocks: int
+    frame_nodes: int = 0
 
     def summary(self) -> dict[str, int]:
         """Counts for the engine sidecar and the build log."""
@@ -45,6 +48,7 @@ class PinPlan:
             "softmaxes": self.softmaxes,
             "residual_adds": len(self.residual_adds),
             "blocks": self.blocks,
+            "frame_nodes": self.frame_nodes,
         }
 
 
@@ -60,7 +64,8 @@ def plan_fp32(model: ModelProto, late_blocks: int = DEFAULT_LATE_BLOCKS) -> PinP
     blocks = _block_numbers(residual)
     last = max(blocks, default=-1)
     late = tuple(n.name for n, b in zip(residual, blocks, strict=True) if b > last - late_blocks)
-    pinned = {n.name for group in norms for n in group} | {n.name for n in softmax} | set(late)
+    frame = frame_nodes(model)
+    pinned = {n.name for group in norms for n in group} | {n.name for n in softmax} | set(late) | frame
     tensors = norm_inputs | {n.input[0] for n in softmax}
     return PinPlan(
         nodes=frozenset(pinned),
@@ -69,7 +74,32 @@ def plan_fp32(model: ModelProto, late_blocks: int = DEFAULT_LATE_BLOCKS) -> PinP
         softmaxes=len(softmax),
         residual_adds=late,
         blocks=len(set(blocks)),
+        frame_nodes=len(frame),
     )
+
+
+def frame_plan(model: ModelProto) -> PinPlan | None:
+    """FP32 for a frame-IO graph's resizing and post-processing alone (the plan when pinning is off),
+    or None for a model-size graph: running sums of pixel values need FP32 whatever the user chose."""
+    frame = frame_nodes(model)
+    return PinPlan(frozenset(frame), frozenset(), 0, 0, (), 0, len(frame)) if frame else None
+
+
+def frame_nodes(model: ModelProto) -> frozenset[str]:
+    """Names of the nodes frame IO added ("frame/..."), inside If branches too."""
+    return frozenset(name for name in all_node_names(model) if name.startswith("frame/"))
+
+
+def all_node_names(model: ModelProto) -> frozenset[str]:
+    """Every node name of the graph and of its subgraphs (If branches), which TensorRT layers map back to."""
+    names: set[str] = set()
+    graphs = [model.graph]
+    while graphs:
+        graph = graphs.pop()
+        for node in graph.node:
+            names.add(node.name)
+            graphs.extend(a.g for a in node.attribute if a.HasField("g"))
+    return frozenset(names)
 
 
 def has_qdq(model: ModelProto) -> bool:
