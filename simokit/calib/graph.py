@@ -6,7 +6,9 @@ inputs of weighted layers). So LayerNormalization, Softmax, GELU, residual Adds 
 of uint8 inputs never see a Q/DQ pair; activation x activation MatMuls (q·k, attention·v) stay
 float as well. The last weighted layer of every head stays float by default: its output is the
 prediction itself, where depth (log space) and normals lose most. Node blocks come from the
-exporter's scope names, e.g. '/model/blocks.3/mlp/fc1/MatMul' is in block 'blocks.3'.
+exporter's scope names, e.g. '/model/blocks.3/mlp/fc1/MatMul' is in block 'blocks.3'. A frame-IO
+graph's own pre- and post-processing (nodes named 'frame/...', and everything inside its If
+subgraphs, which are never searched) is not the model: it is never quantised.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from simokit.errors import ConfigError
-from simokit.runtime.bundle import BundleError, InputSpec
+from simokit.runtime.bundle import BundleError, GraphIO, InputSpec
 
 if TYPE_CHECKING:
     from onnx import ModelProto, NodeProto
@@ -27,6 +29,7 @@ WEIGHTED_OPS = ("Conv", "MatMul", "Gemm", "ConvTranspose")
 FLOAT_OPS = ("LayerNormalization", "Softmax")  # never quantised: no Q/DQ on their inputs or outputs
 _BLOCK = re.compile(r"^/(?:model/)?(blocks\.\d+|[^/]+)/")
 _ONNX_UINT8, _ONNX_FLOAT = 2, 1
+FRAME_SCOPE = "frame/"  # export.frame_io's node names: resize, flip, argmax, upsampling, renormalising
 
 
 @dataclass
@@ -70,10 +73,15 @@ def name_nodes(model: ModelProto) -> None:
 
 
 def weighted_nodes(model: ModelProto) -> list[NodeProto]:
-    """Weighted layers whose weight (second input) is a constant initializer."""
+    """The model's weighted layers (not frame IO's) whose weight (second input) is a constant initializer."""
     inits = {t.name for t in model.graph.initializer}
     return [
-        n for n in model.graph.node if n.op_type in WEIGHTED_OPS and len(n.input) > 1 and n.input[1] in inits
+        n
+        for n in model.graph.node
+        if n.op_type in WEIGHTED_OPS
+        and len(n.input) > 1
+        and n.input[1] in inits
+        and not n.name.startswith(FRAME_SCOPE)
     ]
 
 
@@ -128,11 +136,16 @@ def make_plan(model: ModelProto, exclude: Sequence[str] = (), keep_heads: bool =
 
 
 def check_input(model: ModelProto, spec: InputSpec, where: str) -> None:
-    """Refuse a graph whose single input is not the one meta.json describes (name, dtype, layout)."""
+    """Refuse a graph whose single input is not the one meta.json describes (name, dtype, layout).
+
+    A frame-IO graph takes uint8 frames of any size: its H and W must be free dimensions.
+    """
     inits = {t.name for t in model.graph.initializer}
     inputs = [i for i in model.graph.input if i.name not in inits]
     want_type, want_shape = (
-        (_ONNX_UINT8, ["B", spec.height, spec.width, 3])
+        (_ONNX_UINT8, ["B", "H", "W", 3])
+        if spec.io is GraphIO.FRAME
+        else (_ONNX_UINT8, ["B", spec.height, spec.width, 3])
         if spec.kind == "uint8"
         else (_ONNX_FLOAT, ["B", 3, spec.height, spec.width])
     )
@@ -143,7 +156,10 @@ def check_input(model: ModelProto, spec: InputSpec, where: str) -> None:
             "rebuild the bundle"
         )
     tensor = inputs[0].type.tensor_type
-    dims = [d.dim_value if d.HasField("dim_value") else "B" for d in tensor.shape.dim]
+    free = "BHW?" if spec.io is GraphIO.FRAME else "BBBB"  # how a dimension without a fixed size reads
+    dims = [
+        d.dim_value if d.HasField("dim_value") else free[min(i, 3)] for i, d in enumerate(tensor.shape.dim)
+    ]
     if tensor.elem_type != want_type or dims[1:] != want_shape[1:]:
         raise BundleError(
             f"{where}: input '{spec.name}' has type {tensor.elem_type} shape {dims}; meta.json says {expect}"

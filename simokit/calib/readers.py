@@ -1,9 +1,11 @@
 """Calibration data in the graph's own input layout, prepared by the runtime's exact code.
 
 `prepare` is the runtime `Engine`'s pre-processing (same resize, colour order and normalisation as
-on the robot); `load_calib_set` pushes a deterministic subset of N frames through it once, and
-`OrtCalibReader` feeds those to ONNX Runtime's calibrators. The same `CalibSet` feeds the TensorRT
-calibrator, so both routes see identical tensors.
+on the robot; for a frame-IO graph, frames resized to the model's size by the runtime's INTER_AREA,
+in the graph's channel order, which its own resize then leaves as they are); `load_calib_set`
+pushes a deterministic subset of N frames through it once, and `OrtCalibReader` feeds those to
+ONNX Runtime's calibrators. The same `CalibSet` feeds the TensorRT calibrator, so both routes see
+identical tensors.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from onnxruntime.quantization import CalibrationDataReader
 from tqdm import tqdm
 
 from simokit.errors import ConfigError, DataError
-from simokit.runtime.bundle import BundleMeta
+from simokit.runtime.bundle import BundleMeta, Channels, GraphIO
 from simokit.runtime.engine import Engine
 from simokit.runtime.sampling import SampledSource
 
@@ -30,8 +32,13 @@ def prepare(meta: BundleMeta, rgb: np.ndarray) -> np.ndarray:
     """uint8 (B, H, W, 3) RGB -> the graph's input batch, by the runtime Engine's own pre-processing.
 
     That pre-processing reads only the bundle's input spec, so no graph or session is needed for it.
+    A frame-IO graph gets model-size frames (any size is valid input; at the model's size its
+    in-graph resize is the identity, so the model's layers see what the runtime would give them).
     """
-    return Engine._prepare(cast(Engine, SimpleNamespace(meta=meta)), rgb)
+    x = Engine._prepare(cast(Engine, SimpleNamespace(meta=meta)), rgb)
+    if meta.input.io is GraphIO.FRAME and meta.input.channels is Channels.BGR:
+        return np.ascontiguousarray(x[..., ::-1])
+    return x
 
 
 @dataclass(frozen=True)

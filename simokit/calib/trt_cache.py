@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -77,6 +78,19 @@ def format_cache(cache: CalibCache) -> bytes:
     lines = [f"TRT-{cache.version}-{cache.algorithm}"]
     lines += [f"{name}: {scale_to_hex(scale)}" for name, scale in cache.scales.items()]
     return ("\n".join(lines) + "\n").encode("ascii")
+
+
+def calibration_profile(sample: Sequence[int], batch: int) -> tuple[list[int], list[int], list[int]]:
+    """TensorRT's (min, opt, max) input shapes for calibrating on batches of `batch` prepared samples.
+
+    The samples fix every axis but the batch; a frame-IO graph, whose H and W are free, is thus
+    calibrated on model-size frames, which its in-graph resize passes through unchanged.
+    """
+    if batch < 1 or not sample:
+        raise DataError(
+            f"calibration batches need a size >= 1 and a sample shape; got {batch}, {list(sample)}"
+        )
+    return [1, *sample], [batch, *sample], [batch, *sample]
 
 
 def read_cache(path: Path) -> CalibCache:

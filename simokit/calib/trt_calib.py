@@ -20,7 +20,7 @@ import numpy as np
 import tensorrt as trt
 
 from simokit.calib.readers import CalibSet
-from simokit.calib.trt_cache import CACHE_FILE, parse_cache, write_cache_bytes
+from simokit.calib.trt_cache import CACHE_FILE, calibration_profile, parse_cache, write_cache_bytes
 from simokit.errors import ConfigError, DataError
 from simokit.runtime.bundle import MODEL_FILE, BundleMeta
 from simokit.runtime.trt.calibrator import CacheCalibrator
@@ -60,11 +60,9 @@ def build_calibration_cache(
     config.set_flag(trt.BuilderFlag.INT8)
     calibrator = cache_calibrator(out, data, batch)
     config.int8_calibrator = calibrator
-    shape = list(data.inputs.shape[1:])
+    low, opt, high = calibration_profile(data.inputs.shape[1:], batch)
     profile = builder.create_optimization_profile()
-    profile.set_shape(
-        meta.input.name, trt.Dims([1, *shape]), trt.Dims([batch, *shape]), trt.Dims([batch, *shape])
-    )
+    profile.set_shape(meta.input.name, trt.Dims(low), trt.Dims(opt), trt.Dims(high))
     config.add_optimization_profile(profile)
     config.set_calibration_profile(profile)
     try:

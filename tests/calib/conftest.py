@@ -16,14 +16,16 @@ from simokit.export.onnx import ExportSpec
 
 @pytest.fixture(scope="session")
 def bundles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """One published bundle per input kind, built once per test session (copy before changing)."""
+    """One published bundle per input kind and one with frame IO, built once per test session (copy
+    before changing)."""
     model = tiny_model()
     root = tmp_path_factory.mktemp("calib-bundles")
-    out = {}
-    for kind in ("uint8", "float"):
-        spec = ExportSpec(TASKS, SIZE, SIZE, input_kind=kind)
-        out[kind] = write_bundle(root / kind, model, spec, frames(2), classes=("c",) * 11, palette=PALETTE)
-    return out
+    specs = {kind: ExportSpec(TASKS, SIZE, SIZE, input_kind=kind) for kind in ("uint8", "float")}
+    specs["frame"] = ExportSpec(TASKS, SIZE, SIZE, input_kind="uint8", io="frame", seg_output="labels")
+    return {
+        name: write_bundle(root / name, model, spec, frames(2), classes=("c",) * 11, palette=PALETTE)
+        for name, spec in specs.items()
+    }
 
 
 @pytest.fixture()
