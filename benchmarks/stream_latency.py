@@ -13,8 +13,9 @@ Writes a video of embedded scenes (OpenCV mp4v) to a temp dir, then measures on 
 the process CPU time per frame of each (the decoder's share shows as (b) minus (a)), the video
 decoded alone, and the load average before and after (the machine may be shared).
 --build-frame-io measures a demo-like frame-IO bundle built here (vitmicro14 at 112 px, random
-weights, seg labels, depth, normals; needs torch) instead of --bundle. --no-spin re-opens the
-engine's ONNX Runtime session with idle threads that sleep instead of busy-waiting (an experiment).
+weights, seg labels, depth, normals; needs torch) instead of --bundle. The engine is opened as
+`simokit run` opens it, with ONNX Runtime's idle threads sleeping between frames; --spin lets them
+busy-wait instead (faster alone, but they take the cores from the decoder).
 
     python benchmarks/stream_latency.py [--bundle simokit-demo/bundle] [--size 320x240]
     python benchmarks/stream_latency.py --build-frame-io --size 1280x720 --threads 2 --json out.json
@@ -38,7 +39,6 @@ import numpy as np
 
 from simokit.data.scenes import render_scene
 from simokit.runtime import Source, Stream, load
-from simokit.runtime.onnx_session import session_for
 from simokit.runtime.sinks import make_sinks
 
 
@@ -260,9 +260,9 @@ def main() -> None:
     p.add_argument("--repeat", type=int, default=3, help="alternating runs of (a) and (b)")
     p.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads (default: all cores)")
     p.add_argument(
-        "--no-spin",
+        "--spin",
         action="store_true",
-        help="re-open the engine's ONNX Runtime session with idle threads not busy-waiting",
+        help="open the engine with ONNX Runtime's idle threads busy-waiting (simokit run --spin)",
     )
     p.add_argument("--record", action="store_true", help="also time the file stream with --record")
     p.add_argument("--json", help="write results here")
@@ -271,13 +271,11 @@ def main() -> None:
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         bundle = frame_io_bundle(Path(tmp)) if args.build_frame_io else args.bundle
-        engine = load(bundle, threads=args.threads)
-        if args.no_spin:  # an experiment: onnxruntime engines only, the bundle's FP32 graph
-            engine.session = session_for(Path(bundle) / "model.onnx", args.threads, spin=False)
+        engine = load(bundle, threads=args.threads, spin=args.spin)
         video = Path(tmp) / "scenes.mp4"
         frames = write_video(video, args.frames, width, height, args.live_fps)
         res = {"command": shlex.join(["python", *sys.argv]), "device": engine.describe(), "size": args.size}
-        res["spin"] = not args.no_spin
+        res["spin"] = args.spin
         res |= decode_alone(video) | throughput(engine, video, frames, args.repeat)
         if args.record:
             stream = Stream(engine, str(video), log_every=0)

@@ -62,7 +62,13 @@ class TorchEngine(Engine):
 
 
 def open_engine(
-    root: Path, meta: BundleMeta, *, threads: int | None, precision: str | None, cuda_graph: bool
+    root: Path,
+    meta: BundleMeta,
+    *,
+    threads: int | None,
+    precision: str | None,
+    cuda_graph: bool,
+    spin: bool = True,
 ) -> TorchEngine:
-    """The 'torch' opener: the bundle's merged checkpoint (FP32, CPU; threads are torch's own)."""
+    """The 'torch' opener: the bundle's merged checkpoint (FP32, CPU; threads, spinning: torch's own)."""
     return TorchEngine(root, meta)

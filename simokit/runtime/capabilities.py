@@ -25,7 +25,14 @@ class Opener(Protocol):
     """Opens one bundle directory (neither routed nor a delta) with a backend."""
 
     def __call__(
-        self, root: Path, meta: BundleMeta, *, threads: int | None, precision: str | None, cuda_graph: bool
+        self,
+        root: Path,
+        meta: BundleMeta,
+        *,
+        threads: int | None,
+        precision: str | None,
+        cuda_graph: bool,
+        spin: bool = True,
     ) -> Engine: ...
 
 
@@ -56,11 +63,12 @@ class Backend:
         threads: int | None = None,
         precision: str | None = None,
         cuda_graph: bool = False,
+        spin: bool = True,
     ) -> Engine:
         """The backend's engine on bundle `root`, through its opener."""
         module, _, function = self.opener.partition(":")
         opener = cast(Opener, getattr(importlib.import_module(module), function))
-        return opener(root, meta, threads=threads, precision=precision, cuda_graph=cuda_graph)
+        return opener(root, meta, threads=threads, precision=precision, cuda_graph=cuda_graph, spin=spin)
 
 
 # Each pip package -> importable module names, any one of which satisfies it (cuda-python moved

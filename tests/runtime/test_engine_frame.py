@@ -177,3 +177,19 @@ def test_reused_outputs_equal_fresh_ones_and_are_reallocated_only_for_a_new_size
         np.testing.assert_array_equal(other[task], expected[task])
     reused.reuse_outputs(False)  # type: ignore[attr-defined]
     assert not np.shares_memory(reused.infer(_frames(1, 70, 84))["depth"], other["depth"])
+
+
+def test_engines_opened_for_streams_let_idle_threads_sleep(bundles: dict[str, Path]) -> None:
+    """load(spin=False) (what `simokit run` uses) reaches the ONNX Runtime session; outputs are unchanged."""
+    frame = _frames(1, 70, 90)[0]
+    entries, outs = {}, {}
+    for spin in (True, False):
+        engine = load(bundles["frame"], threads=1, spin=spin)
+        options = engine.session.get_session_options()  # type: ignore[attr-defined]
+        try:
+            entries[spin] = options.get_session_config_entry("session.intra_op.allow_spinning")
+        except Exception:  # not set: ONNX Runtime's default, spinning
+            entries[spin] = None
+        outs[spin] = engine.infer(frame)
+    assert entries == {True: None, False: "0"}
+    np.testing.assert_array_equal(outs[True]["depth"], outs[False]["depth"])

@@ -39,6 +39,7 @@ class OrtEngine(Engine):
         graph: str = MODEL_FILE,
         initializers: dict[str, np.ndarray] | None = None,
         providers: Sequence[Any] | None = None,
+        spin: bool = True,
     ) -> None:
         self.meta = meta  # providers None: session_for's default, CUDA where installed, then CPU
         if route == "tensorrt":
@@ -53,7 +54,7 @@ class OrtEngine(Engine):
                 )
             self.backend = "ort-tensorrt"
             providers = [(TRT_PROVIDER, trt_provider_options(root, meta, fp16)), *(providers or PREFERRED)]
-        self.session = session_for(root / graph, threads, providers, initializers=initializers)
+        self.session = session_for(root / graph, threads, providers, initializers=initializers, spin=spin)
         self.providers = list(self.session.get_providers())
         names = [o.name for o in self.session.get_outputs()]
         if names != list(meta.tasks):
@@ -79,7 +80,13 @@ class OrtEngine(Engine):
 
 
 def open_default(
-    root: Path, meta: BundleMeta, *, threads: int | None, precision: str | None, cuda_graph: bool
+    root: Path,
+    meta: BundleMeta,
+    *,
+    threads: int | None,
+    precision: str | None,
+    cuda_graph: bool,
+    spin: bool = True,
 ) -> OrtEngine:
     """The 'onnxruntime' opener: the bundle's graph for `precision` (model.onnx for FP32)."""
     graph = GRAPH_FILES[precision or "fp32"]
@@ -87,14 +94,20 @@ def open_default(
         raise BundleError(
             f"{root}: no {graph} for precision '{precision}'; add it with {HOW_TO_ADD[precision or 'fp32']}"
         )
-    return OrtEngine(root, meta, threads=threads, graph=graph)
+    return OrtEngine(root, meta, threads=threads, graph=graph, spin=spin)
 
 
 def open_tensorrt(
-    root: Path, meta: BundleMeta, *, threads: int | None, precision: str | None, cuda_graph: bool
+    root: Path,
+    meta: BundleMeta,
+    *,
+    threads: int | None,
+    precision: str | None,
+    cuda_graph: bool,
+    spin: bool = True,
 ) -> OrtEngine:
     """The 'ort-tensorrt' opener: TensorRT builds its own FP16/INT8 engine from the FP32 graph."""
-    return OrtEngine(root, meta, threads=threads, route="tensorrt", fp16=precision == "fp16")
+    return OrtEngine(root, meta, threads=threads, route="tensorrt", fp16=precision == "fp16", spin=spin)
 
 
 def trt_provider_options(root: Path, meta: BundleMeta, fp16: bool) -> dict[str, str]:

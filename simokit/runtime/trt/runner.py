@@ -228,9 +228,16 @@ class TrtEngine(Engine):
 
 
 def open_engine(
-    root: Path, meta: BundleMeta, *, threads: int | None, precision: str | None, cuda_graph: bool
+    root: Path,
+    meta: BundleMeta,
+    *,
+    threads: int | None,
+    precision: str | None,
+    cuda_graph: bool,
+    spin: bool = True,
 ) -> TrtEngine:
-    """The 'tensorrt' opener: the bundle's model.engine, whose precision must match `precision`."""
+    """The 'tensorrt' opener: the bundle's model.engine, whose precision must match `precision` (the
+    GPU runs it: there are no CPU threads to spin)."""
     return TrtEngine(root, meta, cuda_graph=cuda_graph, precision=precision)
 
 
