@@ -53,11 +53,12 @@ def _box(b: NodeBuilder, image: str, hw: str, size: tuple[int, int]) -> str:
     """OpenCV's area path (frame at least the model's size): the exact box filter, rounded."""
     x = b.op("Cast", [image], to=TensorProto.FLOAT)
     n_rows, n_cols = (b.op("Gather", [hw, b.const_i64([i])], axis=0) for i in (0, 1))
-    rows = _cells(b, x, n_rows, size[0])  # (B, h, W, 3), each value the mean of its cell
+    rows = _cells(b, x, _borders(b, n_rows, size[0]))  # (B, h, W, 3), each value the mean of its cell
     # columns to the second axis, so their running sums also add whole contiguous rows: (B, W, 3, h)
     cols = b.op("Transpose", [rows], perm=[0, 2, 3, 1])
     hi = b.op("Round", [cols])
-    parts = [_cells(b, part, n_cols, size[1]) for part in (hi, b.op("Sub", [cols, hi]))]
+    borders = _borders(b, n_cols, size[1])
+    parts = [_cells(b, part, borders) for part in (hi, b.op("Sub", [cols, hi]))]
     mean = b.op("Transpose", [b.op("Add", parts)], perm=[0, 3, 1, 2])  # (B, w, 3, h) -> (B, h, w, 3)
     # OpenCV's 2x fast path rounds half up ((a + b + c + d + 2) >> 2); everything else half to even
     double = b.op("ReduceMin", [b.op("Cast", [b.op("Equal", [hw, b.const_i64([2 * size[0], 2 * size[1]])])],
@@ -67,12 +68,11 @@ def _box(b: NodeBuilder, image: str, hw: str, size: tuple[int, int]) -> str:
     return b.op("Clip", [rounded, b.const_f32(0.0), b.const_f32(255.0)])
 
 
-def _cells(b: NodeBuilder, x: str, n: str, m: int) -> str:
-    """Box-filter axis 1 (length n) of 4-D float `x` down to m cells; each value is its cell's mean.
+def _borders(b: NodeBuilder, n: str, m: int) -> tuple[str, str, str]:
+    """Cell borders t_i = i * n / m (i = 0..m) of an axis of length n: floor index, fraction, n / m.
 
-    P[k] is the sum of the first k pixels; the integral up to t = q + r / m (q = floor) is
-    P[q] + (r / m) * x[q]. With t_i = i * n / m, q_i = (i * n) div m and r_i = (i * n) mod m are
-    exact integers. The last border (t = n) reads pixel n - 1 with weight 1 instead of pixel n.
+    q_i = (i * n) div m and r_i = (i * n) mod m are exact integers. The last border (t = n) reads
+    pixel n - 1 with weight 1 instead of pixel n.
     """
     i = b.const(np.arange(m + 1, dtype=np.int64))
     num = b.op("Mul", [i, n])
@@ -80,9 +80,18 @@ def _cells(b: NodeBuilder, x: str, n: str, m: int) -> str:
     r = b.op("Sub", [num, b.op("Mul", [q, b.const_i64(m)])])  # in [0, m]: m at the clamped last border
     frac = b.op("Div", [b.op("Cast", [r], to=TensorProto.FLOAT), b.const_f32(float(m))])
     frac = b.op("Unsqueeze", [frac, b.const_i64([1, 2])])  # broadcast over the two trailing axes
+    scale = b.op("Div", [b.op("Cast", [n], to=TensorProto.FLOAT), b.const_f32(float(m))])
+    return q, frac, scale
+
+
+def _cells(b: NodeBuilder, x: str, borders: tuple[str, str, str]) -> str:
+    """Box-filter axis 1 of 4-D float `x` down to the cells `borders` gives; each value is its cell's mean.
+
+    P[k] is the sum of the first k pixels; the integral up to t = q + f (q = floor) is P[q] + f * x[q].
+    """
+    q, frac, scale = borders
     prefix = b.op("Gather", [b.op("CumSum", [x, b.const_i64(1)], exclusive=1), q], axis=1)
     integral = b.op("Add", [prefix, b.op("Mul", [b.op("Gather", [x, q], axis=1), frac])])
-    scale = b.op("Div", [b.op("Cast", [n], to=TensorProto.FLOAT), b.const_f32(float(m))])
     return b.op("Div", [_diff(b, integral, 1), scale])
 
 
