@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from simokit.calib.graph import FLOAT_OPS, WEIGHTED_OPS, QuantPlan, name_nodes
+from simokit.calib.graph import FLOAT_OPS, FRAME_SCOPE, WEIGHTED_OPS, QuantPlan, name_nodes
 from simokit.calib.readers import OrtCalibReader
 from simokit.errors import ConfigError
 
@@ -97,6 +97,11 @@ def calibrate(model: Path, reader: OrtCalibReader, method: str, cache: Path) -> 
             calibrate_method=method_enum(method),
             extra_options=options,
         )
+        # a frame graph's own tensors are never quantised, and some are all but constant (the
+        # normals' squared norms, 1 +- 2e-7), which ORT's 2048-bin histograms cannot bin
+        selected = getattr(calibrator, "tensors_to_calibrate", None)
+        if selected is not None:
+            calibrator.tensors_to_calibrate = {t for t in selected if not t.startswith(FRAME_SCOPE)}
         with contextlib.redirect_stdout(io.StringIO()):  # ORT's histogram calibrators print progress notes
             for start in range(0, len(reader), _CHUNK):
                 reader.set_range(start, start + _CHUNK)
