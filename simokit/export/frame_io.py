@@ -95,11 +95,8 @@ def add_frame_front(
     inner = f"{name}/model_size"
     for node in nodes:
         node.input[:] = [inner if n == name else n for n in node.input]
-    resized = area_resize_nodes(b, name, size)  # float32 grey levels: uint8 stays at the graph's edge
-    if bgr:  # the flip runs on the model-size image, a few hundred kB, not on the frame
-        b.op("Gather", [resized, b.const_i64([2, 1, 0])], inner, axis=3)
-    else:
-        b.op("Identity", [resized], inner)
+    # float32 grey levels (uint8 stays at the graph's edge), flipped to RGB on the model-size image
+    b.op("Identity", [area_resize_nodes(b, name, size, flip=bgr)], inner)
     _accept_float_input(nodes, inner)
 
 

@@ -33,8 +33,12 @@ from simokit.export.graph_nodes import NodeBuilder
 COEF_SCALE = 2048  # OpenCV's INTER_RESIZE_COEF_SCALE (11 bits)
 
 
-def area_resize_nodes(b: NodeBuilder, image: str, size: tuple[int, int]) -> str:
-    """uint8 (B, H, W, 3) `image` -> float32 (B, size[0], size[1], 3) grey levels as cv2.INTER_AREA."""
+def area_resize_nodes(b: NodeBuilder, image: str, size: tuple[int, int], flip: bool = False) -> str:
+    """uint8 (B, H, W, 3) `image` -> float32 (B, size[0], size[1], 3) grey levels as cv2.INTER_AREA.
+
+    `flip` reverses the channel order (BGR -> RGB) on the way, where the channels are whole rows of
+    the resized image rather than every third value (a Gather of single values is the slow kind).
+    """
     shape = b.op("Shape", [image])
     hw = b.op("Slice", [shape, b.const_i64([1]), b.const_i64([3])])
     shrink = b.op("ReduceMin", [b.op("Cast", [b.op("GreaterOrEqual", [hw, b.const_i64(list(size))])],
@@ -43,13 +47,13 @@ def area_resize_nodes(b: NodeBuilder, image: str, size: tuple[int, int]) -> str:
     branches = {}
     for name, build in (("box", _box), ("fixed_point", _fixed_point)):
         sub = NodeBuilder(f"{b.prefix}/{name}")
-        out = build(sub, image, hw, size)
+        out = build(sub, image, hw, size, flip)
         vi = oh.make_tensor_value_info(out, TensorProto.FLOAT, None)
         branches[name] = oh.make_graph(sub.nodes, name, [], [vi], sub.initializers)
     return b.op("If", [cond], then_branch=branches["box"], else_branch=branches["fixed_point"])
 
 
-def _box(b: NodeBuilder, image: str, hw: str, size: tuple[int, int]) -> str:
+def _box(b: NodeBuilder, image: str, hw: str, size: tuple[int, int], flip: bool) -> str:
     """OpenCV's area path (frame at least the model's size): the exact box filter, rounded."""
     x = b.op("Cast", [image], to=TensorProto.FLOAT)
     n_rows, n_cols = (b.op("Gather", [hw, b.const_i64([i])], axis=0) for i in (0, 1))
@@ -59,7 +63,10 @@ def _box(b: NodeBuilder, image: str, hw: str, size: tuple[int, int]) -> str:
     hi = b.op("Round", [cols])
     borders = _borders(b, n_cols, size[1])
     parts = [_cells(b, part, borders) for part in (hi, b.op("Sub", [cols, hi]))]
-    mean = b.op("Transpose", [b.op("Add", parts)], perm=[0, 3, 1, 2])  # (B, w, 3, h) -> (B, h, w, 3)
+    cells = b.op("Add", parts)  # (B, w, 3, h)
+    if flip:
+        cells = b.op("Gather", [cells, b.const_i64([2, 1, 0])], axis=2)
+    mean = b.op("Transpose", [cells], perm=[0, 3, 1, 2])  # (B, h, w, 3)
     # OpenCV's 2x fast path rounds half up ((a + b + c + d + 2) >> 2); everything else half to even
     double = b.op("ReduceMin", [b.op("Cast", [b.op("Equal", [hw, b.const_i64([2 * size[0], 2 * size[1]])])],
                                      to=TensorProto.INT32)], keepdims=0)  # fmt: skip
@@ -103,7 +110,7 @@ def _diff(b: NodeBuilder, x: str, axis: int) -> str:
     return b.op("Sub", [hi, lo])
 
 
-def _fixed_point(b: NodeBuilder, image: str, hw: str, size: tuple[int, int]) -> str:
+def _fixed_point(b: NodeBuilder, image: str, hw: str, size: tuple[int, int], flip: bool) -> str:
     """OpenCV's path when an axis grows: area-mode bilinear taps, 11-bit coefficients, integer sums."""
     taps = {}
     for axis, length in ((2, size[1]), (1, size[0])):
@@ -119,7 +126,8 @@ def _fixed_point(b: NodeBuilder, image: str, hw: str, size: tuple[int, int]) -> 
         "Div", [b.op("Mul", [col, b.op("Unsqueeze", [coef, b.const_i64([2, 3])])]), b.const_i32(65536)]
     )
     total = b.op("Add", [b.op("ReduceSum", [col, b.const_i64([2])], keepdims=0), b.const_i32(2)])
-    return b.op("Cast", [b.op("Div", [total, b.const_i32(4)])], to=TensorProto.FLOAT)
+    out = b.op("Cast", [b.op("Div", [total, b.const_i32(4)])], to=TensorProto.FLOAT)
+    return b.op("Gather", [out, b.const_i64([2, 1, 0])], axis=3) if flip else out
 
 
 def _linear_taps(b: NodeBuilder, n: str, m: int) -> tuple[str, str]:

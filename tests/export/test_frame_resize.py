@@ -17,9 +17,9 @@ cv2 = pytest.importorskip("cv2")
 ort = pytest.importorskip("onnxruntime")
 
 
-def _resize_session(size: tuple[int, int]):  # type: ignore[no-untyped-def]
+def _resize_session(size: tuple[int, int], flip: bool = False):  # type: ignore[no-untyped-def]
     b = NodeBuilder("f")
-    b.op("Identity", [area_resize_nodes(b, "image", size)], "out")
+    b.op("Identity", [area_resize_nodes(b, "image", size, flip)], "out")
     graph = oh.make_graph(
         b.nodes,
         "resize",
@@ -63,6 +63,14 @@ def test_area_resize_equals_opencv(frame: tuple[int, int], size: tuple[int, int]
         diff = np.abs(got[i] - ref)
         assert got[i].shape == (*size, 3) and np.all(got[i] == np.round(got[i]))
         assert diff.max() <= (1 if off else 0) and (diff > 0).mean() <= off
+
+
+@pytest.mark.parametrize("frame", [(480, 640), (60, 150)])  # the box path and the fixed-point path
+def test_flip_reverses_the_channels_of_the_same_resize(frame: tuple[int, int]) -> None:
+    image = _textured(*frame, seed=1)[None]
+    plain = _resize_session((112, 112)).run(None, {"image": image})[0]
+    flipped = _resize_session((112, 112), flip=True).run(None, {"image": image})[0]
+    np.testing.assert_array_equal(flipped, plain[..., ::-1])
 
 
 def test_frame_graph_keeps_uint8_at_its_edges_and_float64_in_index_vectors(tmp_path: Path) -> None:
