@@ -156,8 +156,8 @@ def random_encoder(dim: int, depth: int, seed: int = 0) -> DinoVisionTransformer
     return enc
 
 
-def run_imported(model: ImportedModel, x: torch.Tensor, out_size: tuple[int, int]) -> torch.Tensor:
-    """The imported encoder + head on images x, predicting at out_size."""
+def run_imported(model: ImportedModel, x: Tensor, out_size: tuple[int, int] | None = None) -> Tensor:
+    """The imported encoder (strictly loaded) + head on images x, predicting at out_size (default: x's)."""
     assert model.head is not None
     enc = DinoVisionTransformer(model.vit).eval()
     enc.load_state_dict(model.encoder, strict=True)
@@ -167,7 +167,7 @@ def run_imported(model: ImportedModel, x: torch.Tensor, out_size: tuple[int, int
         feats = enc.get_intermediate_layers(
             x, n=list(model.head.layers), reshape=True, return_class_token=True, norm=model.head.norm
         )
-        return head(list(feats), out_size)
+        return head(list(feats), out_size or (x.shape[-2], x.shape[-1]))
 
 
 def source_features(enc: DinoVisionTransformer, x: torch.Tensor, layers: list[int]) -> list:

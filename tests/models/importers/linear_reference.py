@@ -99,20 +99,6 @@ def depth_reference(
     return F.interpolate(depth, size=size, mode="bilinear", align_corners=False)
 
 
-def run_imported(model: ImportedModel, x: Tensor) -> Tensor:
-    """The imported expert run by simokit: its encoder (strictly loaded) and head at the input size."""
-    assert model.head is not None
-    encoder = build_encoder(model.vit).eval()
-    encoder.load_state_dict(model.encoder, strict=True)
-    head = build_head(model.head, model.vit.embed_dim).eval()
-    head.load_state_dict(model.head_state, strict=True)
-    with torch.no_grad():
-        feats = encoder.get_intermediate_layers(
-            x, n=list(model.head.layers), reshape=True, return_class_token=True, norm=model.head.norm
-        )
-        return head(list(feats), (x.shape[-2], x.shape[-1]))
-
-
 def run_saved(model: ImportedModel, path: Path, x: Tensor) -> Tensor:
     """The imported expert written as a simokit checkpoint, read back and run as simokit runs models."""
     ck = load_checkpoint(save_imported(model, path))

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from dpt_reference import run_imported
 from linear_reference import (
     DIM,
     SIZES,
@@ -14,7 +15,6 @@ from linear_reference import (
     depth_reference,
     random_bn,
     random_conv,
-    run_imported,
     run_saved,
     source_features,
     tiny_backbone,

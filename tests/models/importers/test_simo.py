@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 import torch
+from dpt_reference import run_imported
 from linear_reference import (
     DIM,
     SIZES,
@@ -15,7 +16,6 @@ from linear_reference import (
     depth_reference,
     random_bn,
     random_conv,
-    run_imported,
     run_saved,
     source_features,
     tiny_backbone,
