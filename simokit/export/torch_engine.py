@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from simokit.runtime.bundle import BundleError, BundleMeta, Channels, GraphIO
+from simokit.runtime.capabilities import OpenOptions
 from simokit.runtime.engine import Engine
 
 CHECKPOINT_FILE = "merged.safetensors"
@@ -61,14 +62,6 @@ class TorchEngine(Engine):
         return "torch (CPU, eager)"
 
 
-def open_engine(
-    root: Path,
-    meta: BundleMeta,
-    *,
-    threads: int | None,
-    precision: str | None,
-    cuda_graph: bool,
-    spin: bool = True,
-) -> TorchEngine:
+def open_engine(root: Path, meta: BundleMeta, opts: OpenOptions) -> TorchEngine:
     """The 'torch' opener: the bundle's merged checkpoint (FP32, CPU; threads, spinning: torch's own)."""
     return TorchEngine(root, meta)

@@ -21,19 +21,25 @@ if TYPE_CHECKING:
     from simokit.runtime.engine import Engine
 
 
+@dataclass(frozen=True)
+class OpenOptions:
+    """How a backend opens a bundle; each backend takes what applies to it.
+
+    threads: CPU intra-op threads (None: the backend's default). precision: the graph or engine to
+    run (None: FP32). cuda_graph: replay CUDA graphs (tensorrt). spin: ONNX Runtime's idle threads
+    busy-wait for the next run (False lets them sleep, giving a stream's capture the cores).
+    """
+
+    threads: int | None = None
+    precision: str | None = None
+    cuda_graph: bool = False
+    spin: bool = True
+
+
 class Opener(Protocol):
     """Opens one bundle directory (neither routed nor a delta) with a backend."""
 
-    def __call__(
-        self,
-        root: Path,
-        meta: BundleMeta,
-        *,
-        threads: int | None,
-        precision: str | None,
-        cuda_graph: bool,
-        spin: bool = True,
-    ) -> Engine: ...
+    def __call__(self, root: Path, meta: BundleMeta, opts: OpenOptions) -> Engine: ...
 
 
 @dataclass(frozen=True)
@@ -55,20 +61,11 @@ class Backend:
     routes: bool = True
     deltas: bool = False
 
-    def open(
-        self,
-        root: Path,
-        meta: BundleMeta,
-        *,
-        threads: int | None = None,
-        precision: str | None = None,
-        cuda_graph: bool = False,
-        spin: bool = True,
-    ) -> Engine:
+    def open(self, root: Path, meta: BundleMeta, opts: OpenOptions | None = None) -> Engine:
         """The backend's engine on bundle `root`, through its opener."""
         module, _, function = self.opener.partition(":")
         opener = cast(Opener, getattr(importlib.import_module(module), function))
-        return opener(root, meta, threads=threads, precision=precision, cuda_graph=cuda_graph, spin=spin)
+        return opener(root, meta, opts or OpenOptions())
 
 
 # Each pip package -> importable module names, any one of which satisfies it (cuda-python moved

@@ -13,7 +13,7 @@ from pathlib import Path
 from simokit.errors import ConfigError
 from simokit.runtime.backends.triton import is_triton_url, open_url
 from simokit.runtime.bundle import BundleError, BundleMeta, is_delta, read_meta
-from simokit.runtime.capabilities import AUTO, BACKENDS, CHOICES, Backend
+from simokit.runtime.capabilities import AUTO, BACKENDS, CHOICES, Backend, OpenOptions
 from simokit.runtime.engine import Engine
 
 
@@ -53,11 +53,10 @@ def load(
             return load(sub, backend, threads, precision, cuda_graph, spin)
 
         return RoutedEngine(Path(path), meta, open_engine, threads)
+    opts = OpenOptions(threads, precision, cuda_graph, spin)
     if is_delta(meta):  # a domain stored as base graph + weight delta
-        return _open_delta(Path(path), meta, threads, spin)
-    return entry.open(
-        Path(path), meta, threads=threads, precision=precision, cuda_graph=cuda_graph, spin=spin
-    )
+        return _open_delta(Path(path), meta, opts)
+    return entry.open(Path(path), meta, opts)
 
 
 def _check_delta_backend(path: Path, entry: Backend, backend: str, precision: str | None) -> None:
@@ -68,11 +67,11 @@ def _check_delta_backend(path: Path, entry: Backend, backend: str, precision: st
         )
 
 
-def _open_delta(path: Path, meta: BundleMeta, threads: int | None, spin: bool) -> Engine:
+def _open_delta(path: Path, meta: BundleMeta, opts: OpenOptions) -> Engine:
     """A domain stored as a weight delta: the base graph with the domain's weights decoded in."""
     from simokit.runtime.backends.ort import OrtEngine
     from simokit.runtime.delta_decode import domain_initializers
 
     base = meta.extra["delta"]["base"]  # the base graph, relative to this domain's folder
     initializers = domain_initializers((path / base).parent, path)
-    return OrtEngine(path, meta, threads=threads, graph=base, initializers=initializers, spin=spin)
+    return OrtEngine(path, meta, threads=opts.threads, graph=base, initializers=initializers, spin=opts.spin)

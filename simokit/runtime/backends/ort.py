@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from simokit.runtime.bundle import GRAPH_FILES, HOW_TO_ADD, MODEL_FILE, BundleError, BundleMeta
+from simokit.runtime.capabilities import OpenOptions
 from simokit.runtime.capabilities import backend as backend_entry
 from simokit.runtime.engine import Engine
 from simokit.runtime.onnx_session import PREFERRED, session_for
@@ -79,35 +80,21 @@ class OrtEngine(Engine):
         return f"onnxruntime ({', '.join(self.session.get_providers())})"
 
 
-def open_default(
-    root: Path,
-    meta: BundleMeta,
-    *,
-    threads: int | None,
-    precision: str | None,
-    cuda_graph: bool,
-    spin: bool = True,
-) -> OrtEngine:
+def open_default(root: Path, meta: BundleMeta, opts: OpenOptions) -> OrtEngine:
     """The 'onnxruntime' opener: the bundle's graph for `precision` (model.onnx for FP32)."""
+    precision = opts.precision
     graph = GRAPH_FILES[precision or "fp32"]
     if not (root / graph).is_file():
         raise BundleError(
             f"{root}: no {graph} for precision '{precision}'; add it with {HOW_TO_ADD[precision or 'fp32']}"
         )
-    return OrtEngine(root, meta, threads=threads, graph=graph, spin=spin)
+    return OrtEngine(root, meta, threads=opts.threads, graph=graph, spin=opts.spin)
 
 
-def open_tensorrt(
-    root: Path,
-    meta: BundleMeta,
-    *,
-    threads: int | None,
-    precision: str | None,
-    cuda_graph: bool,
-    spin: bool = True,
-) -> OrtEngine:
+def open_tensorrt(root: Path, meta: BundleMeta, opts: OpenOptions) -> OrtEngine:
     """The 'ort-tensorrt' opener: TensorRT builds its own FP16/INT8 engine from the FP32 graph."""
-    return OrtEngine(root, meta, threads=threads, route="tensorrt", fp16=precision == "fp16", spin=spin)
+    fp16 = opts.precision == "fp16"
+    return OrtEngine(root, meta, threads=opts.threads, route="tensorrt", fp16=fp16, spin=opts.spin)
 
 
 def trt_provider_options(root: Path, meta: BundleMeta, fp16: bool) -> dict[str, str]:

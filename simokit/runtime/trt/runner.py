@@ -21,7 +21,7 @@ import numpy as np
 
 from simokit.errors import ShapeError
 from simokit.runtime.bundle import BundleError, BundleMeta, GraphIO
-from simokit.runtime.capabilities import require
+from simokit.runtime.capabilities import OpenOptions, require
 from simokit.runtime.engine import Engine
 from simokit.runtime.trt import ENGINE_FILE, cuda
 from simokit.runtime.trt.profiles import Profile, output_shape, refusal
@@ -227,18 +227,10 @@ class TrtEngine(Engine):
             self._active = None
 
 
-def open_engine(
-    root: Path,
-    meta: BundleMeta,
-    *,
-    threads: int | None,
-    precision: str | None,
-    cuda_graph: bool,
-    spin: bool = True,
-) -> TrtEngine:
+def open_engine(root: Path, meta: BundleMeta, opts: OpenOptions) -> TrtEngine:
     """The 'tensorrt' opener: the bundle's model.engine, whose precision must match `precision` (the
     GPU runs it: there are no CPU threads to spin)."""
-    return TrtEngine(root, meta, cuda_graph=cuda_graph, precision=precision)
+    return TrtEngine(root, meta, cuda_graph=opts.cuda_graph, precision=opts.precision)
 
 
 def _dims(dims: trt.Dims) -> tuple[int, ...]:
