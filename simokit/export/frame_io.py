@@ -3,7 +3,7 @@
 The model-size graph (uint8 (B, h, w, 3) RGB in, seg logits / depth / normals at h x w out) gets
 a new input, uint8 (B, H, W, 3) in the camera's channel order at any H and W, and new outputs:
 
-- in front: INTER_AREA resampling to h x w (export.frame_resize), then the channel flip;
+- in front: INTER_AREA resampling to h x w with the channel flip (export.frame_resize);
 - behind, per task by the task table's output kind and resize rule: class scores become labels
   (ArgMax at model size, then nearest upsampling of the labels), linear outputs are resized
   linearly (half-pixel centres, as OpenCV's INTER_LINEAR), unit vectors are renormalised after.
@@ -60,44 +60,55 @@ def wrap_frame_io(
     bgr: bool = True,
 ) -> ModelProto:
     """The frame-IO graph around `core` (input "image" uint8 NHWC RGB at `size`, one output per task)."""
+    wrap_frame_input(core, size, bgr)
     graph = core.graph
-    (inp,) = [i for i in graph.input if i.name not in {t.name for t in graph.initializer}]
-    b = NodeBuilder("frame")
-    frame = inp.name
-    add_frame_front(b, graph.node, frame, size, bgr)
-    pre = list(b.nodes)
-    b.nodes.clear()
-    target = _target_size(b, frame, output_size, size)
+    b = NodeBuilder("frame/out")  # "frame/...": TensorRT's FP32 plan and calibration skip these nodes
+    target = _target_size(b, graph.input[0].name, output_size, size)
     outputs = []
     for task in tasks:
         raw = f"{task}/model_size"
         for node in graph.node:
             node.output[:] = [raw if n == task else n for n in node.output]
         outputs.append(_post(b, task, raw, seg_output, target, classes.get(task, 0)))
-    del graph.input[:]
-    graph.input.append(oh.make_tensor_value_info(frame, TensorProto.UINT8, ["batch", "height", "width", 3]))
     del graph.output[:]
     graph.output.extend(outputs)
-    nodes = [*pre, *graph.node, *b.nodes]
-    del graph.node[:]
-    graph.node.extend(nodes)
+    graph.node.extend(b.nodes)
     graph.initializer.extend(b.initializers)
-    if any(e.version < FRAME_OPSET for e in core.opset_import if e.domain in ("", "ai.onnx")):
-        raise ConfigError(f"frame IO needs the model-size graph at opset >= {FRAME_OPSET}")
     onnx.checker.check_model(core)
     return core
 
 
-def add_frame_front(
-    b: NodeBuilder, nodes: Sequence[NodeProto], name: str, size: tuple[int, int], bgr: bool
-) -> None:
-    """Nodes in `b` that resize the uint8 frame input `name` to `size` (RGB) and feed `nodes` in its place."""
-    inner = f"{name}/model_size"
-    for node in nodes:
-        node.input[:] = [inner if n == name else n for n in node.input]
+def wrap_frame_input(core: ModelProto, size: tuple[int, int], bgr: bool = True) -> ModelProto:
+    """`core` (one uint8 NHWC RGB input at `size`) taking uint8 frames of any size instead, in place.
+
+    The input keeps its name; the frames are resized to `size` as cv2.INTER_AREA does and, with
+    `bgr`, flipped to RGB after the resize (on the small image). Outputs are unchanged: a graph whose
+    outputs are not images (the router's features) needs nothing more.
+    """
+    graph = core.graph
+    if any(e.version < FRAME_OPSET for e in core.opset_import if e.domain in ("", "ai.onnx")):
+        raise ConfigError(f"frame input needs the model-size graph at opset >= {FRAME_OPSET}")
+    weights = {t.name for t in graph.initializer}
+    inputs = [i for i in graph.input if i.name not in weights]
+    if len(inputs) != 1 or inputs[0].type.tensor_type.elem_type != TensorProto.UINT8:
+        names = ", ".join(i.name for i in inputs)
+        raise ConfigError(f"frame input wraps a graph with one uint8 NHWC input; this one has: {names}")
+    frame = inputs[0].name
+    inner = f"{frame}/model_size"
+    for node in graph.node:
+        node.input[:] = [inner if n == frame else n for n in node.input]
+    _accept_float_input(graph.node, inner)
+    b = NodeBuilder("frame")
     # float32 grey levels (uint8 stays at the graph's edge), flipped to RGB on the model-size image
-    b.op("Identity", [area_resize_nodes(b, name, size, flip=bgr)], inner)
-    _accept_float_input(nodes, inner)
+    b.op("Identity", [area_resize_nodes(b, frame, size, flip=bgr)], inner)
+    del graph.input[:]
+    graph.input.append(oh.make_tensor_value_info(frame, TensorProto.UINT8, ["batch", "height", "width", 3]))
+    nodes = [*b.nodes, *graph.node]
+    del graph.node[:]
+    graph.node.extend(nodes)
+    graph.initializer.extend(b.initializers)
+    onnx.checker.check_model(core)
+    return core
 
 
 def _target_size(b: NodeBuilder, frame: str, output_size: str, size: tuple[int, int]) -> str | None:

@@ -52,7 +52,7 @@ def export_router(
     if core is not spec:  # the engines resize the frames themselves: so does the router, the same way
         import onnx
 
-        from simokit.routing.frame_input import wrap_frame_input
+        from simokit.export.frame_io import wrap_frame_input
 
         graph = wrap_frame_input(
             onnx.load(str(path)), (spec.height, spec.width), spec.channels == Channels.BGR.value
