@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from simokit.errors import ConfigError
-from simokit.runtime.bundle import BundleError, GraphIO, InputSpec
+from simokit.runtime.bundle import FRAME_SCOPE, BundleError, GraphIO, InputSpec
 
 if TYPE_CHECKING:
     from onnx import ModelProto, NodeProto
@@ -29,7 +29,6 @@ WEIGHTED_OPS = ("Conv", "MatMul", "Gemm", "ConvTranspose")
 FLOAT_OPS = ("LayerNormalization", "Softmax")  # never quantised: no Q/DQ on their inputs or outputs
 _BLOCK = re.compile(r"^/(?:model/)?(blocks\.\d+|[^/]+)/")
 _ONNX_UINT8, _ONNX_FLOAT = 2, 1
-FRAME_SCOPE = "frame/"  # export.frame_io's node names: resize, flip, argmax, upsampling, renormalising
 
 
 @dataclass

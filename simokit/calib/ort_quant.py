@@ -21,9 +21,10 @@ from typing import Any
 
 import numpy as np
 
-from simokit.calib.graph import FLOAT_OPS, FRAME_SCOPE, WEIGHTED_OPS, QuantPlan, name_nodes
+from simokit.calib.graph import FLOAT_OPS, WEIGHTED_OPS, QuantPlan, name_nodes
 from simokit.calib.readers import OrtCalibReader
 from simokit.errors import ConfigError
+from simokit.runtime.bundle import FRAME_SCOPE
 
 METHODS = ("minmax", "entropy", "percentile")
 _CHUNK = 16  # batches whose intermediate tensors are held in memory at once while calibrating

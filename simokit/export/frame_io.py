@@ -27,6 +27,7 @@ from onnx import helper as oh
 from simokit.errors import ConfigError
 from simokit.export.frame_resize import area_resize_nodes
 from simokit.export.graph_nodes import NodeBuilder
+from simokit.runtime.bundle import FRAME_SCOPE
 from simokit.tasks.spec import OutputKind, Resize, get_task, output_kind, resize_rule
 
 FRAME_OPSET = 18  # Resize's `axes` attribute (resize H and W of NHWC / (B, H, W) tensors in place)
@@ -62,7 +63,7 @@ def wrap_frame_io(
     """The frame-IO graph around `core` (input "image" uint8 NHWC RGB at `size`, one output per task)."""
     wrap_frame_input(core, size, bgr)
     graph = core.graph
-    b = NodeBuilder("frame/out")  # "frame/...": TensorRT's FP32 plan and calibration skip these nodes
+    b = NodeBuilder(f"{FRAME_SCOPE}out")
     target = _target_size(b, graph.input[0].name, output_size, size)
     outputs = []
     for task in tasks:
@@ -98,7 +99,7 @@ def wrap_frame_input(core: ModelProto, size: tuple[int, int], bgr: bool = True) 
     for node in graph.node:
         node.input[:] = [inner if n == frame else n for n in node.input]
     _accept_float_input(graph.node, inner)
-    b = NodeBuilder("frame")
+    b = NodeBuilder(f"{FRAME_SCOPE}in")
     # float32 grey levels (uint8 stays at the graph's edge), flipped to RGB on the model-size image
     b.op("Identity", [area_resize_nodes(b, frame, size, flip=bgr)], inner)
     del graph.input[:]

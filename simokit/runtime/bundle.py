@@ -36,6 +36,11 @@ class GraphIO(str, Enum):
     FRAME = "frame"  # uint8 (B, H, W, 3) camera frames of any size; resizing and argmax inside the graph
 
 
+# Name prefix of every node frame IO adds around the model (resize, argmax, upsampling): TensorRT's
+# FP32 plan keeps them FP32 and calibration never quantises or calibrates them
+FRAME_SCOPE = "frame/"
+
+
 class Channels(str, Enum):
     """Channel order of a uint8 input (meta.json input.channels; absent: RGB)."""
 

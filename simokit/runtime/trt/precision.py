@@ -18,6 +18,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from simokit.runtime.bundle import FRAME_SCOPE
+
 if TYPE_CHECKING:
     from onnx import ModelProto, NodeProto
 
@@ -87,7 +89,7 @@ def frame_plan(model: ModelProto) -> PinPlan | None:
 
 def frame_nodes(model: ModelProto) -> frozenset[str]:
     """Names of the nodes frame IO added ("frame/..."), inside If branches too."""
-    return frozenset(name for name in all_node_names(model) if name.startswith("frame/"))
+    return frozenset(name for name in all_node_names(model) if name.startswith(FRAME_SCOPE))
 
 
 def all_node_names(model: ModelProto) -> frozenset[str]:
