@@ -61,7 +61,7 @@ def wrap_frame_io(
     bgr: bool = True,
 ) -> ModelProto:
     """The frame-IO graph around `core` (input "image" uint8 NHWC RGB at `size`, one output per task)."""
-    wrap_frame_input(core, size, bgr)
+    _frame_input(core, size, bgr)
     graph = core.graph
     b = NodeBuilder(f"{FRAME_SCOPE}out")
     target = _target_size(b, graph.input[0].name, output_size, size)
@@ -86,6 +86,13 @@ def wrap_frame_input(core: ModelProto, size: tuple[int, int], bgr: bool = True) 
     `bgr`, flipped to RGB after the resize (on the small image). Outputs are unchanged: a graph whose
     outputs are not images (the router's features) needs nothing more.
     """
+    _frame_input(core, size, bgr)
+    onnx.checker.check_model(core)
+    return core
+
+
+def _frame_input(core: ModelProto, size: tuple[int, int], bgr: bool) -> None:
+    """wrap_frame_input's graph surgery, without the final check (callers check the finished graph)."""
     graph = core.graph
     if any(e.version < FRAME_OPSET for e in core.opset_import if e.domain in ("", "ai.onnx")):
         raise ConfigError(f"frame input needs the model-size graph at opset >= {FRAME_OPSET}")
@@ -108,8 +115,6 @@ def wrap_frame_input(core: ModelProto, size: tuple[int, int], bgr: bool = True) 
     del graph.node[:]
     graph.node.extend(nodes)
     graph.initializer.extend(b.initializers)
-    onnx.checker.check_model(core)
-    return core
 
 
 def _target_size(b: NodeBuilder, frame: str, output_size: str, size: tuple[int, int]) -> str | None:
