@@ -7,24 +7,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny_models import randomized_encoder
 
 from simokit.errors import ConfigError, ShapeError
 from simokit.models import VARIANTS, DinoVisionTransformer, VitConfig, build_encoder, interpolate_pos_embed
 from simokit.models.vit import vitg14, vits14, vits14_reg
 
 NANO = VitConfig(embed_dim=48, depth=2, num_heads=2, img_size=56)
-
-
-def _randomized(cfg: VitConfig, seed: int = 0) -> DinoVisionTransformer:
-    """A model whose every parameter (LayerScale, tokens, biases) holds non-trivial random values."""
-    torch.manual_seed(seed)
-    model = DinoVisionTransformer(cfg)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            param.add_(0.1 * torch.randn_like(param))
-            if name.endswith(".gamma"):
-                param.uniform_(0.2, 1.5)
-    return model.eval()
 
 
 def _official_vits14_keys(depth: int = 12) -> set[str]:
@@ -67,7 +56,7 @@ def test_register_and_giant_variants_have_official_extra_keys() -> None:
 
 
 def test_state_dict_round_trip_through_torch_save(tmp_path: Path) -> None:
-    model = _randomized(NANO)
+    model = randomized_encoder(NANO)
     path = tmp_path / "encoder.pth"
     torch.save(model.state_dict(), path)
     fresh = DinoVisionTransformer(NANO).eval()
@@ -81,7 +70,7 @@ def test_state_dict_round_trip_through_torch_save(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("registers", [0, 4])
 def test_forward_features_shapes(registers: int) -> None:
-    model = _randomized(
+    model = randomized_encoder(
         VitConfig(embed_dim=48, depth=2, num_heads=2, img_size=56, num_register_tokens=registers)
     )
     x = torch.randn(2, 3, 42, 70)
@@ -104,7 +93,7 @@ def test_forward_features_shapes(registers: int) -> None:
 
 
 def test_masks_replace_patch_embeddings_with_mask_token() -> None:
-    model = _randomized(NANO)
+    model = randomized_encoder(NANO)
     masks = torch.ones(2, 16, dtype=torch.bool)
     with torch.no_grad():
         a = model.forward_features(torch.randn(2, 3, 56, 56), masks=masks)
@@ -120,7 +109,9 @@ def test_masks_replace_patch_embeddings_with_mask_token() -> None:
 
 
 def test_get_intermediate_layers_selection_order_and_reshape() -> None:
-    model = _randomized(VitConfig(embed_dim=48, depth=3, num_heads=2, img_size=56, num_register_tokens=4))
+    model = randomized_encoder(
+        VitConfig(embed_dim=48, depth=3, num_heads=2, img_size=56, num_register_tokens=4)
+    )
     x = torch.randn(2, 3, 56, 84)
     with torch.no_grad():
         last = model.get_intermediate_layers(x)
@@ -145,7 +136,7 @@ def test_get_intermediate_layers_selection_order_and_reshape() -> None:
 
 @pytest.mark.parametrize(("height", "width"), [(224, 224), (518, 518), (224, 308), (56, 84)])
 def test_position_interpolation_gives_right_token_counts(height: int, width: int) -> None:
-    model = _randomized(NANO)
+    model = randomized_encoder(NANO)
     with torch.no_grad():
         out = model.forward_features(torch.randn(1, 3, height, width))
     assert out["x_norm_patchtokens"].shape == (1, (height // 14) * (width // 14), 48)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import torch
 from safetensors.torch import save_file
+from tiny_models import randomized_encoder
 from torch import Tensor
 
 from simokit.models import DinoVisionTransformer, VitConfig, build_encoder
@@ -21,17 +22,6 @@ REG_SWIGLU = VitConfig(
     embed_dim=128, depth=2, num_heads=2, img_size=56, init_values=0.5, ffn="swiglu",
     num_register_tokens=4, interpolate_antialias=True, interpolate_offset=0.0,
 )  # fmt: skip
-
-
-def _official(cfg: VitConfig, seed: int = 0) -> DinoVisionTransformer:
-    torch.manual_seed(seed)
-    model = build_encoder(cfg)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            p.add_(0.05 * torch.randn_like(p))
-            if name.endswith("gamma"):
-                p.uniform_(0.2, 1.5)
-    return model.eval()
 
 
 def _to_timm(state: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -60,7 +50,7 @@ def _timm_tokens(timm: dict[str, Tensor], x: Tensor, patch: DinoVisionTransforme
 
 
 def _check(cfg: VitConfig, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    original = _official(cfg)
+    original = randomized_encoder(cfg, noise=0.05)
     timm = _to_timm(original.state_dict())
     path = tmp_path / "timm.safetensors"
     save_file({k: v.contiguous() for k, v in timm.items()}, str(path))
@@ -92,7 +82,7 @@ def test_register_swiglu_model_with_folded_cls_position(tmp_path) -> None:  # ty
 
 def test_register_positions_fold_into_the_registers(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """A timm layout whose position table also covers CLS and registers imports to the same tokens."""
-    original = _official(REG_SWIGLU)
+    original = randomized_encoder(REG_SWIGLU, noise=0.05)
     state = original.state_dict()
     reg_pos = 0.1 * torch.randn(1, 4, 128)
     timm = {k: v for k, v in _to_timm(state).items() if k not in ("cls_token", "pos_embed", "reg_token")}
